@@ -1,7 +1,7 @@
 """Pure types shared by every layer: networks, pods, published ports, names."""
 
 from podnet.model.names import bridge_name, check_ifname, check_name, host_veth_name, netns_name
-from podnet.model.network import IPAddress, IPNetwork, Network, parse_subnet
+from podnet.model.network import IPAddress, IPNetwork, Network, NetworkRequest, parse_subnet
 from podnet.model.pod import RESTART_POLICIES, Attachment, Interface, PodSpec
 from podnet.model.ports import PROTOCOLS, PortMapping
 
@@ -13,6 +13,7 @@ __all__ = [
     "IPNetwork",
     "Interface",
     "Network",
+    "NetworkRequest",
     "PodSpec",
     "PortMapping",
     "bridge_name",

@@ -10,7 +10,7 @@ from typing import Any
 from podnet.errors import InvalidInput
 from podnet.model.names import bridge_name, check_ifname, check_name
 
-__all__ = ["IPAddress", "IPNetwork", "Network", "parse_subnet"]
+__all__ = ["IPAddress", "IPNetwork", "Network", "NetworkRequest", "parse_subnet"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -129,6 +129,60 @@ class Network:
             internal=bool(data.get("internal", False)),
             masquerade=bool(data.get("masquerade", True)),
             mtu=int(data.get("mtu", 1500)),
+            labels=dict(data.get("labels", {})),
+            owner=str(data.get("owner", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkRequest:
+    """What a user asks for before IPAM resolves it into a :class:`Network`.
+
+    ``subnets`` are explicit; ``ipv4``/``ipv6`` ask the agent to pick a free
+    subnet of that version from its pool when none of that version is given.
+    """
+
+    name: str
+    subnets: tuple[IPNetwork, ...] = ()
+    ipv4: bool = True
+    ipv6: bool = False
+    internal: bool = False
+    masquerade: bool = True
+    mtu: int = 1500
+    bridge: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    owner: str = ""
+
+    def wants_auto(self, version: int) -> bool:
+        """True when a subnet of ``version`` must be picked from the pool."""
+        wanted = self.ipv4 if version == 4 else self.ipv6
+        return wanted and not any(s.version == version for s in self.subnets)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "subnets": [str(s) for s in self.subnets],
+            "ipv4": self.ipv4,
+            "ipv6": self.ipv6,
+            "internal": self.internal,
+            "masquerade": self.masquerade,
+            "mtu": self.mtu,
+            "bridge": self.bridge,
+            "labels": dict(self.labels),
+            "owner": self.owner,
+        }
+
+    @staticmethod
+    def from_dict(data: Mapping[str, Any]) -> NetworkRequest:
+        return NetworkRequest(
+            name=str(data["name"]),
+            subnets=tuple(parse_subnet(s) for s in data.get("subnets", [])),
+            ipv4=bool(data.get("ipv4", True)),
+            ipv6=bool(data.get("ipv6", False)),
+            internal=bool(data.get("internal", False)),
+            masquerade=bool(data.get("masquerade", True)),
+            mtu=int(data.get("mtu", 1500)),
+            bridge=data.get("bridge"),
             labels=dict(data.get("labels", {})),
             owner=str(data.get("owner", "")),
         )
