@@ -1,0 +1,105 @@
+"""Settings: every one is a command-line flag and a PODNET_* environment variable.
+
+Several agents ("nodes") can share one machine when each has its own state
+directory, run directory, netns prefix and nft table — that is how multi-host
+set-ups are tested on one machine.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from podnet.errors import InvalidInput
+from podnet.model.names import check_ifname
+
+__all__ = ["ENV_PREFIX", "Settings"]
+
+ENV_PREFIX = "PODNET_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Where podnet keeps its state and how it names the kernel objects it owns."""
+
+    state_dir: Path = Path("/var/lib/podnet")
+    run_dir: Path = Path("/run/podnet")
+    netns_prefix: str = "podnet-"
+    nft_table: str = "podnet"
+    store: str = ""
+    subnet_pool: str = "10.89.0.0/16"
+    subnet_size: int = 24
+    ipv6_pool: str = "fd00:89::/48"
+    reconcile_interval: float = 10.0
+
+    @property
+    def socket_path(self) -> Path:
+        return self.run_dir / "agent.sock"
+
+    @property
+    def store_url(self) -> str:
+        return self.store or str(self.state_dir / "state.db")
+
+    @property
+    def pool4(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.subnet_pool)
+
+    @property
+    def pool6(self) -> ipaddress.IPv6Network:
+        return ipaddress.IPv6Network(self.ipv6_pool)
+
+    @staticmethod
+    def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then PODNET_* variables, then explicit overrides (flags)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(Settings):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f.name, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return replace(Settings(), **values).validate()
+
+    def to_env(self) -> dict[str, str]:
+        """The PODNET_* variables that reproduce these settings in a child."""
+        return {ENV_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
+
+    def validate(self) -> Settings:
+        check_ifname(self.nft_table, what="nft table name")
+        if "/" in self.netns_prefix or not self.netns_prefix:
+            raise InvalidInput(
+                f"netns prefix {self.netns_prefix!r} is not valid",
+                hint="use a short word without '/', e.g. podnet-",
+            )
+        try:
+            pool4, pool6 = self.pool4, self.pool6
+        except ValueError as exc:
+            raise InvalidInput(f"subnet pool is not valid: {exc}") from None
+        if not pool4.prefixlen <= self.subnet_size <= 30:
+            raise InvalidInput(
+                f"subnet size /{self.subnet_size} does not fit pool {pool4}",
+                hint="PODNET_SUBNET_SIZE must be between the pool's prefix and 30",
+            )
+        if pool6.prefixlen > 64:
+            raise InvalidInput(f"IPv6 pool {pool6} is smaller than a /64", hint="use a /48 or /56")
+        return self
+
+
+def _convert(name: str, raw: str) -> Any:
+    field_type = {f.name: f.type for f in fields(Settings)}[name]
+    try:
+        if field_type in ("Path", Path):
+            return Path(raw)
+        if field_type in ("int", int):
+            return int(raw)
+        if field_type in ("float", float):
+            return float(raw)
+    except ValueError:
+        raise InvalidInput(
+            f"{ENV_PREFIX}{name.upper()}={raw!r} is not valid", hint=f"expected a {field_type}"
+        ) from None
+    return raw
