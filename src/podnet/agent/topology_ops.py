@@ -1,0 +1,57 @@
+"""``up`` and ``down``: reconcile desired state to a topology file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from podnet.agent.admission import admit_pod, resolve_network
+from podnet.agent.service import Service
+from podnet.topology import Topology, plan_changes
+
+__all__ = ["down", "up"]
+
+
+def up(service: Service, topology: Topology, *, dry_run: bool = False) -> dict[str, Any]:
+    """Make podnet match the file: add, replace, remove only what differs.
+
+    Returns the change summary and, with ``dry_run``, the steps a real run takes
+    (netlink steps and the nft transaction) without changing anything.
+    """
+    with service.lock:
+        networks, pods = service.repo.networks(), service.repo.pods()
+        changes = plan_changes(topology, list(networks.values()), list(pods.values()))
+        removed_pods = set(changes.remove_pods) | {p.name for p in changes.replace_pods}
+        new_pods = {n: p for n, p in pods.items() if n not in removed_pods}
+        dropped = set(changes.remove_networks) | {r.name for r in changes.replace_networks}
+        new_nets = {n: net for n, net in networks.items() if n not in dropped}
+        routes = service.routes_for_overlap()
+        for req in (*changes.replace_networks, *changes.add_networks):
+            new_nets[req.name] = resolve_network(req, new_nets, routes, service.settings)
+        alloc = service.allocations(new_pods.values())
+        for spec in (*changes.replace_pods, *changes.add_pods):
+            new_pods[spec.name] = admit_pod(spec, new_nets, alloc, service.port_holder)
+        result: dict[str, Any] = {"topology": topology.name, "changes": changes.summary()}
+        if dry_run:
+            steps = service.reconciler.plan(new_nets, new_pods)
+            result["steps"] = [step.describe() for step in steps]
+            return result
+        service.apply_desired(new_nets, new_pods, stop=removed_pods)
+        return result
+
+
+def down(service: Service, owner: str | None) -> dict[str, Any]:
+    """Remove every network and pod of one topology (``owner``), or all (None)."""
+    with service.lock:
+        networks, pods = service.repo.networks(), service.repo.pods()
+
+        def mine(obj_owner: str) -> bool:
+            return owner is None or obj_owner == owner
+
+        gone_pods = sorted(n for n, p in pods.items() if mine(p.owner))
+        gone_nets = sorted(n for n, net in networks.items() if mine(net.owner))
+        kept_nets = {n: net for n, net in networks.items() if n not in gone_nets}
+        kept_pods = {n: p for n, p in pods.items() if n not in gone_pods}
+        service.apply_desired(kept_nets, kept_pods, stop=gone_pods)
+        return {
+            "changes": [f"- pod {n}" for n in gone_pods] + [f"- network {n}" for n in gone_nets]
+        }

@@ -1,0 +1,152 @@
+"""``podnet agent``: the one long-running process per node.
+
+It owns the store, converges the kernel at start (so a restart after SIGKILL
+heals), serves the API on a unix socket, watches pod processes every second
+and reconciles everything every ``reconcile_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from podnet import __version__
+from podnet.agent.service import Service
+from podnet.api.http import ApiServer
+from podnet.api.routes import build_router
+from podnet.controller.processes import Supervisor
+from podnet.controller.reconciler import Reconciler
+from podnet.controller.state import Repository
+from podnet.errors import Conflict, PodnetError
+from podnet.kernel import sockets
+from podnet.kernel.netlink import Netlink
+from podnet.kernel.nft import Nft
+from podnet.model.network import IPNetwork
+from podnet.settings import Settings
+from podnet.store import open_store
+
+__all__ = ["run_agent"]
+
+log = logging.getLogger("podnet.agent")
+
+
+def _host_routes() -> list[tuple[IPNetwork, str]]:
+    with Netlink(None) as nl:
+        names = {link.index: link.name for link in nl.links()}
+        return [
+            (r.dst, names.get(r.ifindex or -1, "?"))
+            for v in (4, 6)
+            for r in nl.routes(v)
+            if r.dst is not None and not r.dst.is_link_local and r.dst.prefixlen > 0
+        ]
+
+
+def _lock(settings: Settings) -> int:
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(settings.run_dir / "agent.pid", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.pread(fd, 32, 0).decode().strip()
+        raise Conflict(
+            f"another podnet agent (pid {pid}) already uses {settings.run_dir}",
+            hint="stop it first, or give this one its own --run-dir/--state-dir",
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+class Agent:
+    """The agent's parts and its background loops."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = open_store(settings.store_url)
+        repo = Repository(self.store)
+        supervisor = Supervisor(
+            repo,
+            netns_prefix=settings.netns_prefix,
+            log_dir=settings.state_dir / "logs",
+            run_dir=settings.run_dir,
+        )
+        self.reconciler = Reconciler(settings, repo, Nft(None), supervisor)
+        self.service = Service(
+            self.store,
+            self.reconciler,
+            host_routes=_host_routes,
+            port_holder=sockets.port_holder,
+        )
+        self.stopping = threading.Event()
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "settings": {k: str(v) for k, v in self.settings.to_env().items()},
+        }
+
+    def converge(self) -> None:
+        started = time.monotonic()
+        try:
+            steps = self.reconciler.reconcile()
+        except PodnetError as exc:
+            log.error("reconcile failed: %s", exc)
+            return
+        log.info("converged in %.3fs (%d steps)", time.monotonic() - started, len(steps))
+
+    def loop(self) -> None:
+        last_full = time.monotonic()
+        while not self.stopping.wait(1.0):
+            try:
+                if time.monotonic() - last_full >= self.settings.reconcile_interval:
+                    self.converge()
+                    last_full = time.monotonic()
+                else:
+                    with self.reconciler.lock:
+                        self.reconciler.supervisor.sync(self.service.repo.pods())
+            except Exception:
+                log.error("background loop: %s", traceback.format_exc())
+
+
+def run_agent(settings: Settings) -> int:
+    """Run the agent in the foreground until SIGTERM/SIGINT. Returns the exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    lock_fd = _lock(settings)
+    agent = Agent(settings)
+    agent.converge()
+    server = ApiServer(
+        settings.socket_path,
+        build_router(agent.service, agent.info()),
+        on_error=lambda exc: log.error("API handler: %s", "".join(traceback.format_exception(exc))),
+    )
+    server.start()
+    log.info("podnet agent %s serving on %s", __version__, settings.socket_path)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        agent.stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    background = threading.Thread(target=agent.loop, daemon=True)
+    background.start()
+    agent.stopping.wait()
+    server.stop()
+    with agent.reconciler.lock:  # let a reconcile in flight finish
+        agent.store.close()
+    os.close(lock_fd)
+    with contextlib.suppress(FileNotFoundError):
+        Path(settings.run_dir / "agent.pid").unlink()
+    log.info("podnet agent stopped; pods keep running and are adopted at next start")
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,119 @@
+"""The agent's API: URL routes bound to the service layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from podnet.agent import topology_ops
+from podnet.agent.service import Service
+from podnet.api.http import Request, Router
+from podnet.errors import InvalidInput
+from podnet.model.network import NetworkRequest
+from podnet.model.pod import PodSpec
+from podnet.topology import loads
+
+__all__ = ["build_router"]
+
+
+def _body(req: Request) -> dict[str, Any]:
+    if not isinstance(req.body, dict):
+        raise InvalidInput("request body must be a JSON object")
+    return req.body
+
+
+def _tail(path: str, lines: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return ""
+    text = data.decode(errors="replace")
+    if lines <= 0:
+        return text
+    return "".join(text.splitlines(keepends=True)[-lines:])
+
+
+def build_router(service: Service, info: dict[str, Any]) -> Router:
+    """Every route of API v1."""
+    r = Router()
+    r.add("GET", "/v1/info", lambda req: info)
+
+    def network_view(name: str) -> dict[str, Any]:
+        net = service.network(name).to_dict()
+        net["pods"] = sorted(
+            p.name
+            for p in service.repo.pods().values()
+            if any(a.network == name for a in p.attachments)
+        )
+        return net
+
+    r.add("GET", "/v1/networks", lambda req: [network_view(n) for n in service.repo.networks()])
+    r.add("GET", "/v1/networks/{name}", lambda req: network_view(req.params["name"]))
+    r.add(
+        "POST",
+        "/v1/networks",
+        lambda req: service.create_network(NetworkRequest.from_dict(_body(req))).to_dict(),
+    )
+    r.add(
+        "DELETE",
+        "/v1/networks/{name}",
+        lambda req: {"removed": service.remove_network(req.params["name"])},
+    )
+
+    r.add(
+        "GET", "/v1/pods", lambda req: [service.pod_view(p) for p in service.repo.pods().values()]
+    )
+    r.add("GET", "/v1/pods/{name}", lambda req: service.pod_view(service.pod(req.params["name"])))
+    r.add(
+        "POST",
+        "/v1/pods",
+        lambda req: service.pod_view(service.run_pod(PodSpec.from_dict(_body(req)))),
+    )
+    r.add(
+        "DELETE",
+        "/v1/pods/{name}",
+        lambda req: {"removed": service.remove_pod(req.params["name"], force=req.flag("force"))},
+    )
+    r.add(
+        "POST",
+        "/v1/pods/{name}/stop",
+        lambda req: service.pod_view(service.set_running(req.params["name"], False)),
+    )
+    r.add(
+        "POST",
+        "/v1/pods/{name}/start",
+        lambda req: service.pod_view(service.set_running(req.params["name"], True)),
+    )
+
+    def logs(req: Request) -> dict[str, str]:
+        view = service.pod_view(service.pod(req.params["name"]))
+        return {"log": _tail(view["log_path"], int(req.query.get("tail", "0")))}
+
+    r.add("GET", "/v1/pods/{name}/logs", logs)
+
+    def up(req: Request) -> dict[str, Any]:
+        body = _body(req)
+        topo = loads(str(body.get("text", "")), str(body.get("filename", "<api>")))
+        return topology_ops.up(service, topo, dry_run=bool(body.get("dry_run")))
+
+    def down(req: Request) -> dict[str, Any]:
+        body = _body(req)
+        if body.get("all"):
+            return topology_ops.down(service, None)
+        topo = loads(str(body.get("text", "")), str(body.get("filename", "<api>")))
+        return topology_ops.down(service, topo.owner)
+
+    r.add("POST", "/v1/up", up)
+    r.add("POST", "/v1/down", down)
+
+    def reset(req: Request) -> dict[str, bool]:
+        service.reset()
+        return {"reset": True}
+
+    def reconcile(req: Request) -> dict[str, Any]:
+        steps = service.reconciler.reconcile()
+        return {"steps": [s.describe() for s in steps]}
+
+    r.add("POST", "/v1/reset", reset)
+    r.add("POST", "/v1/reconcile", reconcile)
+    return r

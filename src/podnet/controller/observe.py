@@ -1,0 +1,58 @@
+"""Read what the kernel has into an :class:`Observed` snapshot for the planner."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from podnet.controller.plan import FORWARDING, LinkState, Observed, PodObserved
+from podnet.errors import PodnetError
+from podnet.kernel import netns, sysctl
+from podnet.kernel.netlink import Netlink
+from podnet.model.pod import IPInterface
+
+__all__ = ["observe"]
+
+
+def _link_states(nl: Netlink) -> dict[str, LinkState]:
+    links = nl.links()
+    names = {link.index: link.name for link in links}
+    addrs: dict[int, set[IPInterface]] = defaultdict(set)
+    for addr in nl.addresses():
+        addrs[addr.ifindex].add(addr.interface)
+    return {
+        link.name: LinkState(
+            name=link.name,
+            kind=link.kind,
+            alias=link.alias,
+            master=names.get(link.master) if link.master else None,
+            up=link.up,
+            addresses=frozenset(addrs.get(link.index, ())),
+        )
+        for link in links
+    }
+
+
+def _pod_state(name: str) -> PodObserved:
+    with Netlink(name) as nl:
+        gateways = {r.gateway for v in (4, 6) for r in nl.routes(v) if r.dst is None and r.gateway}
+        return PodObserved(links=_link_states(nl), gateways=gateways)
+
+
+def observe(host: Netlink, netns_prefix: str, pod_netns: Iterable[str]) -> Observed:
+    """Snapshot of the host's links, podnet's netns and each wanted pod's insides."""
+    present = set(netns.list_names(netns_prefix))
+    pods: dict[str, PodObserved] = {}
+    for name in pod_netns:
+        if name in present:
+            try:
+                pods[name] = _pod_state(name)
+            except PodnetError:
+                present.discard(name)  # vanished while we looked: plan re-creates it
+    sysctls: dict[tuple[str, ...], str] = {}
+    for path in FORWARDING:
+        try:
+            sysctls[path] = sysctl.get(".".join(path)).strip()
+        except PodnetError:
+            sysctls[path] = ""
+    return Observed(host_links=_link_states(host), netns=present, pods=pods, sysctls=sysctls)

@@ -1,0 +1,195 @@
+"""The planner: desired state and observed kernel state in, steps out. Pure.
+
+Order of a plan: pods that are no longer wanted go first (their netns, and with
+it their veths), then bridges no longer wanted, then bridges and pods that are
+wanted, then one nft transaction. Every object podnet creates carries a tag
+(bridge and veth alias ``podnet:<table>:...``; netns recorded in the store), and
+only tagged or recorded objects are ever removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from ipaddress import ip_interface
+
+from podnet.controller import steps as s
+from podnet.errors import Conflict
+from podnet.model.names import netns_name
+from podnet.model.network import IPAddress, Network
+from podnet.model.pod import Interface, IPInterface, PodSpec
+
+__all__ = ["LinkState", "Observed", "PodObserved", "plan", "tag"]
+
+BRIDGE_LINK_LOCAL = ip_interface("fe80::1/64")
+FORWARDING = (("net", "ipv4", "ip_forward"), ("net", "ipv6", "conf", "all", "forwarding"))
+
+
+def tag(table: str, kind: str, name: str) -> str:
+    """The alias podnet puts on a link it owns."""
+    return f"podnet:{table}:{kind}:{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkState:
+    name: str
+    kind: str | None
+    alias: str | None
+    master: str | None
+    up: bool
+    addresses: frozenset[IPInterface] = frozenset()
+
+
+@dataclass(slots=True)
+class PodObserved:
+    links: dict[str, LinkState] = field(default_factory=dict)
+    gateways: set[IPAddress] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class Observed:
+    """What the kernel has, as read by ``observe.py``."""
+
+    host_links: dict[str, LinkState] = field(default_factory=dict)
+    netns: set[str] = field(default_factory=set)
+    pods: dict[str, PodObserved] = field(default_factory=dict)
+    sysctls: dict[tuple[str, ...], str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    table: str
+    netns_prefix: str
+    owned_netns: Mapping[str, str]
+
+
+def plan(
+    networks: Mapping[str, Network],
+    pods: Mapping[str, PodSpec],
+    observed: Observed,
+    *,
+    table: str,
+    netns_prefix: str,
+    owned_netns: Mapping[str, str],
+) -> list[s.Step]:
+    """Every step that brings the kernel to the desired state (no nft)."""
+    ctx = Context(table, netns_prefix, owned_netns)
+    out: list[s.Step] = []
+    wanted_ns = {netns_name(p, netns_prefix) for p in pods}
+    out += [s.DeleteNetns(ns) for ns in sorted(owned_netns) if ns not in wanted_ns]
+    out += _stale_bridges(networks, observed, table)
+    out += [s.SetSysctl(None, p, "1") for p in FORWARDING if observed.sysctls.get(p) != "1"]
+    for net in networks.values():
+        out += _network(net, observed.host_links.get(net.bridge), ctx)
+    for pod in pods.values():
+        out += _pod(pod, networks, observed, ctx)
+    return out
+
+
+def _stale_bridges(networks: Mapping[str, Network], observed: Observed, table: str) -> list[s.Step]:
+    wanted = {tag(table, "network", n.name) for n in networks.values()}
+    prefix = tag(table, "network", "")
+    return [
+        s.DeleteLink(None, link.name)
+        for link in observed.host_links.values()
+        if link.alias and link.alias.startswith(prefix) and link.alias not in wanted
+    ]
+
+
+def _network(net: Network, link: LinkState | None, ctx: Context) -> list[s.Step]:
+    alias = tag(ctx.table, "network", net.name)
+    out: list[s.Step] = []
+    if link is None:
+        out.append(s.AddBridge(net.bridge, net.mtu, alias))
+        have: frozenset[IPInterface] = frozenset()
+    elif link.alias != alias:
+        raise Conflict(
+            f"a link named {net.bridge!r} already exists and is not network {net.name!r}'s bridge",
+            hint="choose another network name or bridge name; podnet never takes over links",
+        )
+    else:
+        have = link.addresses
+    want = {_gateway_interface(net, gw) for gw in net.gateways}
+    if net.subnet_for(6) is not None:
+        # The kernel solicits neighbours for forwarded IPv6 packets from a
+        # link-local address; a bridge that came up without carrier has none.
+        want.add(BRIDGE_LINK_LOCAL)
+    out += [s.DelAddress(None, net.bridge, a) for a in sorted(have - want, key=str)]
+    out += [s.AddAddress(None, net.bridge, a) for a in sorted(want - have, key=str)]
+    if link is None or not link.up:
+        out.append(s.SetLinkUp(None, net.bridge))
+    if link is None and net.subnet_for(4) is not None:
+        path = ("net", "ipv4", "conf", net.bridge, "route_localnet")
+        out.append(s.SetSysctl(None, path, "1"))
+    return out
+
+
+def _gateway_interface(net: Network, gateway: IPAddress) -> IPInterface:
+    subnet = net.subnet_for(gateway.version)
+    assert subnet is not None
+    return ip_interface(f"{gateway}/{subnet.prefixlen}")
+
+
+def _pod(
+    pod: PodSpec, networks: Mapping[str, Network], observed: Observed, ctx: Context
+) -> list[s.Step]:
+    ns = netns_name(pod.name, ctx.netns_prefix)
+    out: list[s.Step] = []
+    seen = observed.pods.get(ns)
+    if ns not in observed.netns or seen is None:
+        out.append(s.CreateNetns(ns, pod.name))
+        out.append(s.SetLinkUp(ns, "lo"))
+        seen = PodObserved()
+    elif not seen.links.get("lo", LinkState("lo", None, None, None, False)).up:
+        out.append(s.SetLinkUp(ns, "lo"))
+    wanted_ifs = {i.ifname for i in pod.interfaces}
+    for name, link in seen.links.items():
+        if link.kind == "veth" and name not in wanted_ifs:
+            out.append(s.DeleteLink(ns, name))
+    for index, iface in enumerate(pod.interfaces):
+        net = networks[iface.network]
+        host = observed.host_links.get(iface.host_ifname)
+        out += _interface(ns, pod, iface, net, seen=seen, host=host, ctx=ctx)
+        if index == 0 and not net.internal:
+            out += _default_routes(ns, iface, net, seen)
+    return out
+
+
+def _interface(
+    ns: str,
+    pod: PodSpec,
+    iface: Interface,
+    net: Network,
+    *,
+    seen: PodObserved,
+    host: LinkState | None,
+    ctx: Context,
+) -> list[s.Step]:
+    out: list[s.Step] = []
+    inside = seen.links.get(iface.ifname)
+    if inside is None or host is None:
+        if inside is not None:
+            out.append(s.DeleteLink(ns, iface.ifname))
+        alias = tag(ctx.table, "pod", f"{pod.name}/{iface.ifname}")
+        out.append(s.AddVeth(ns, iface.ifname, iface.host_ifname, net.mtu, alias))
+        have: frozenset[IPInterface] = frozenset()
+        host_ok = False
+    else:
+        have = inside.addresses
+        host_ok = host.master == net.bridge and host.up
+    if not host_ok:
+        out.append(s.SetMaster(iface.host_ifname, net.bridge))
+        out.append(s.SetHairpin(iface.host_ifname))
+        out.append(s.SetLinkUp(None, iface.host_ifname))
+    out += [s.AddAddress(ns, iface.ifname, a) for a in iface.addresses if a not in have]
+    if inside is None or not inside.up:
+        out.append(s.SetLinkUp(ns, iface.ifname))
+    return out
+
+
+def _default_routes(ns: str, iface: Interface, net: Network, seen: PodObserved) -> list[s.Step]:
+    out: list[s.Step] = []
+    for gateway in net.gateways:
+        if gateway not in seen.gateways and iface.ip(gateway.version) is not None:
+            out.append(s.AddDefaultRoute(ns, gateway, iface.ifname))
+    return out

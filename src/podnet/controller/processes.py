@@ -1,0 +1,183 @@
+"""Supervision of the processes podnet runs inside pods.
+
+Each pod command runs under a tiny shell shim, in its own session::
+
+    sh -c 'f=$1; shift; "$@"; echo $? > "$f"' shim EXIT_FILE ip netns exec NS CMD...
+
+The shim outlives the agent: when the agent is killed, pod processes keep
+running; a new agent adopts them by pid *and* start time (so a recycled pid is
+never mistaken for the pod), and learns exit codes from the exit file even for
+processes it did not start. Output goes to a log file per pod in the state
+directory. Stopping signals the whole process group (shim and command) by id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+
+from podnet.controller.state import ProcessStatus, Repository
+from podnet.model.names import netns_name
+from podnet.model.pod import PodSpec
+
+__all__ = ["Supervisor", "process_start_ticks"]
+
+_SHIM = 'f=$1; shift; "$@"; echo $? > "$f"'
+_BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "TZ")
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, or None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":  # a zombie has finished
+        return None
+    return int(fields[19])
+
+
+class Supervisor:
+    """Starts, stops, adopts and restarts pod processes; records their status."""
+
+    def __init__(self, repo: Repository, *, netns_prefix: str, log_dir: Path, run_dir: Path):
+        self._repo = repo
+        self._prefix = netns_prefix
+        self._log_dir = log_dir
+        self._exit_dir = run_dir / "exit"
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def log_path(self, pod: str) -> Path:
+        return self._log_dir / f"{pod}.log"
+
+    def _exit_path(self, pod: str) -> Path:
+        return self._exit_dir / pod
+
+    def alive(self, status: ProcessStatus) -> bool:
+        if status.state != "running" or status.pid <= 0:
+            return False
+        return process_start_ticks(status.pid) == status.start_ticks
+
+    def sync_stopped(self, pods: Mapping[str, PodSpec]) -> None:
+        """Stop processes of pods that are gone, stopped, or have no command."""
+        for name, status in self._repo.statuses().items():
+            pod = pods.get(name)
+            if (pod is None or not pod.running or not pod.command) and self.alive(status):
+                self.stop(name)
+
+    def sync(self, pods: Mapping[str, PodSpec]) -> None:
+        """Make processes match: stop the unwanted, start or restart the wanted."""
+        self.sync_stopped(pods)
+        for pod in pods.values():
+            if pod.running and pod.command:
+                self._ensure(pod)
+
+    def _ensure(self, pod: PodSpec) -> None:
+        status = self._repo.status(pod.name)
+        if self.alive(status):
+            self._reap(pod.name)
+            return
+        if status.state == "running":  # it died while nobody watched
+            status = self._finished(pod.name, status)
+        if status.state == "created" or self._should_restart(pod, status):
+            self.start(pod, restarts=status.restarts + (status.state != "created"))
+
+    def _should_restart(self, pod: PodSpec, status: ProcessStatus) -> bool:
+        if status.state != "exited" or pod.restart == "no":
+            return False
+        if pod.restart == "on-failure" and status.exit_code == 0:
+            return False
+        backoff: float = min(0.1 * (1 << min(status.restarts, 10)), 10.0)
+        return time.time() - status.finished_at >= backoff
+
+    def _reap(self, pod: str) -> None:
+        child = self._children.get(pod)
+        if child is not None:
+            child.poll()
+
+    def _finished(self, pod: str, status: ProcessStatus) -> ProcessStatus:
+        child = self._children.pop(pod, None)
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=1)
+        code: int | None = None
+        with contextlib.suppress(OSError, ValueError):
+            code = int(self._exit_path(pod).read_text().strip())
+        done = replace(status, state="exited", exit_code=code, finished_at=time.time())
+        self._repo.set_status(pod, done)
+        return done
+
+    def start(self, pod: PodSpec, *, restarts: int = 0) -> ProcessStatus:
+        """Start the pod's command in its netns under the shim."""
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        self._exit_dir.mkdir(parents=True, exist_ok=True)
+        exit_file = self._exit_path(pod.name)
+        exit_file.unlink(missing_ok=True)
+        ns = netns_name(pod.name, self._prefix)
+        argv = ["/bin/sh", "-c", _SHIM, "podnet-shim", str(exit_file)]
+        argv += ["ip", "netns", "exec", ns, *pod.command]
+        with open(self.log_path(pod.name), "ab") as log:
+            child = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=self._env(pod),
+            )
+        self._children[pod.name] = child
+        status = ProcessStatus(
+            state="running",
+            pid=child.pid,
+            start_ticks=process_start_ticks(child.pid) or 0,
+            started_at=time.time(),
+            restarts=restarts,
+        )
+        self._repo.set_status(pod.name, status)
+        return status
+
+    def _env(self, pod: PodSpec) -> dict[str, str]:
+        env = {k: os.environ[k] for k in _BASE_ENV if k in os.environ}
+        bindir = str(Path(sys.executable).parent)
+        env["PATH"] = bindir + ":" + env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        env["PODNET_POD"] = pod.name
+        env["PYTHONUNBUFFERED"] = "1"
+        env.update(pod.env)
+        return env
+
+    def stop(self, pod: str, *, timeout: float = 10.0) -> None:
+        """SIGTERM the pod's process group, SIGKILL after ``timeout``; idempotent."""
+        status = self._repo.status(pod)
+        if self.alive(status):
+            self._signal_group(status.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while self.alive(status) and time.monotonic() < deadline:
+                self._reap(pod)
+                time.sleep(0.02)
+            if self.alive(status):
+                self._signal_group(status.pid, signal.SIGKILL)
+        child = self._children.pop(pod, None)
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=2)
+        if status.state != "created":
+            self._repo.set_status(pod, replace(status, state="stopped", finished_at=time.time()))
+
+    @staticmethod
+    def _signal_group(pid: int, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)  # the shim leads its own session: pgid == its pid
+
+    def forget(self, pod: str) -> None:
+        """Stop and drop every trace of a removed pod (its log stays until rm)."""
+        self.stop(pod)
+        self._exit_path(pod).unlink(missing_ok=True)
+        self.log_path(pod).unlink(missing_ok=True)
