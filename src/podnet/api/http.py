@@ -32,6 +32,7 @@ _STATUS = {
     "conflict": 409,
     "store-conflict": 409,
     "invalid": 400,
+    "store-unavailable": 503,
 }
 _KINDS = {
     "not-found": errors.NotFound,

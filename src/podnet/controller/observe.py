@@ -52,7 +52,7 @@ def observe(host: Netlink, netns_prefix: str, pod_netns: Iterable[str]) -> Obser
     sysctls: dict[tuple[str, ...], str] = {}
     for path in FORWARDING:
         try:
-            sysctls[path] = sysctl.get(".".join(path)).strip()
+            sysctls[path] = sysctl.get_path(path).strip()
         except PodnetError:
             sysctls[path] = ""
     return Observed(host_links=_link_states(host), netns=present, pods=pods, sysctls=sysctls)
