@@ -32,7 +32,7 @@ from podnet.kernel import netns
 from podnet.kernel.netlink import Netlink
 from podnet.settings import Settings
 
-__all__ = ["Lab"]
+__all__ = ["Lab", "LabCommandError"]
 
 T = TypeVar("T")
 
@@ -40,6 +40,17 @@ HOST_IP = "198.18.0.1"
 EXTERNAL_IP = "198.18.0.2"
 HOST_IP6 = "2001:db8:18::1"
 EXTERNAL_IP6 = "2001:db8:18::2"
+
+
+class LabCommandError(subprocess.CalledProcessError):
+    """A lab command failed; its message carries what the command printed."""
+
+    def __init__(self, result: subprocess.CompletedProcess[str]) -> None:
+        super().__init__(result.returncode, result.args, result.stdout, result.stderr)
+
+    def __str__(self) -> str:
+        command = " ".join(map(str, self.cmd[2:]))
+        return f"{command} exited {self.returncode}:\n{self.stderr or self.stdout}"
 
 
 class Lab:
@@ -125,14 +136,17 @@ class Lab:
     ) -> subprocess.CompletedProcess[str]:
         """Run a command inside a lab namespace (default: the host)."""
         ns = where or self.host
-        return subprocess.run(
+        result = subprocess.run(
             ["nsenter", f"--net={netns.path(ns)}", *argv],
             capture_output=True,
             text=True,
             timeout=timeout,
-            check=check,
+            check=False,
             env=self.env(env),
         )
+        if check and result.returncode != 0:
+            raise LabCommandError(result)
+        return result
 
     def spawn(self, argv: Sequence[str], *, where: str | None = None) -> subprocess.Popen[bytes]:
         """Start a long-running command in a lab namespace (killed at close)."""

@@ -129,7 +129,7 @@ class Service:
             expect = {Keys.pod(pod.name): 0, **lease_expectations([pod])}
             keys = [op.key for op in pod_ops(pod)]
             rollback = self._snapshot(keys)
-            self.store.commit(pod_ops(pod), expect=expect)
+            self.store.commit(_last_write_wins(pod_ops(pod)), expect=expect)
             self._reconcile_or_rollback(rollback)
             return pod
 
@@ -211,6 +211,7 @@ class Service:
             for name, pod in pods.items():
                 if old_pods.get(name) != pod:
                     ops += pod_ops(pod)
+            ops = _last_write_wins(ops)
             if not ops:
                 self.reconciler.reconcile()
                 return
@@ -227,6 +228,11 @@ class Service:
             ops: list[Put | Delete] = [Delete(e.key) for e in self.store.list("/")]
             if ops:
                 self.store.commit(ops)
+
+
+def _last_write_wins(ops: Iterable[Put | Delete]) -> list[Put | Delete]:
+    """One op per key (the store takes each key once per commit): the last one."""
+    return list({op.key: op for op in ops}.values())
 
 
 def _on(pod: PodSpec, network: str) -> bool:

@@ -1,0 +1,134 @@
+"""``make demo``: podnet's main job end to end, inside throwaway namespaces.
+
+It makes a lab (a "host" namespace where podnet runs and an "external" test
+host joined to it), brings up examples/two-tier.yaml, sends traffic from the
+external host, from the host itself and from pods, prints who answered and
+from where, and removes everything. The machine's own network is never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+import time
+from pathlib import Path
+
+from podnet.lab import Lab
+
+__all__ = ["main"]
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "two-tier.yaml"
+GREEN, RED, BOLD, DIM, RESET = "\033[32m", "\033[31m", "\033[1m", "\033[2m", "\033[0m"
+
+
+class Report:
+    """Prints steps and checks; remembers whether every check passed."""
+
+    def __init__(self, color: bool) -> None:
+        self.color = color
+        self.failed = 0
+
+    def _c(self, code: str, text: str) -> str:
+        return f"{code}{text}{RESET}" if self.color else text
+
+    def section(self, title: str) -> None:
+        print("\n" + self._c(BOLD, f"== {title}"))
+
+    def check(self, ok: bool, text: str) -> None:
+        self.failed += not ok
+        mark = self._c(GREEN, "ok  ") if ok else self._c(RED, "FAIL")
+        print(f"  [{mark}] {text}")
+
+    def show(self, text: str) -> None:
+        for line in text.rstrip().splitlines():
+            print("  " + self._c(DIM, line) if line.startswith("#") else "  " + line)
+
+
+def _field(body: str, name: str) -> str:
+    for line in body.splitlines():
+        if line.startswith(name + ": "):
+            return line.split(": ", 1)[1]
+    return "?"
+
+
+def _pods(lab: Lab) -> dict[str, dict[str, object]]:
+    return {p["name"]: p for p in json.loads(lab.podnet("ps", "--json").stdout)}
+
+
+def _ip(pod: dict[str, object], network: str) -> str:
+    for iface in pod["interfaces"]:  # type: ignore[attr-defined]
+        if iface["network"] == network:
+            return str(iface["addresses"][0]).split("/")[0]
+    raise KeyError(network)
+
+
+def _traffic(lab: Lab, r: Report, pods: dict[str, dict[str, object]]) -> None:
+    r.section("traffic to the published port 8080 (edge pod)")
+    for where, label, target in (
+        (lab.external, f"external host {lab.external_ip}", lab.host_ip),
+        (lab.external, f"external host {lab.external_ip6}", lab.host_ip6),
+        (lab.host, "the host itself", "127.0.0.1"),
+        (str(pods["web-1"]["netns"]), "pod web-1 (hairpin)", lab.host_ip),
+    ):
+        status, body = lab.wait_http(where, target, 8080)
+        r.check(
+            status == 200 and _field(body, "Hostname") == "edge",
+            f"{label:32} -> {target}:8080  answered by {_field(body, 'Hostname')}, "
+            f"sees client {_field(body, 'RemoteAddr')}",
+        )
+    r.section("pod to pod")
+    answered: collections.Counter[str] = collections.Counter()
+    edge_ns = str(pods["edge"]["netns"])
+    for _ in range(10):
+        for name in ("web-1", "web-2"):
+            _, body = lab.wait_http(edge_ns, _ip(pods[name], "front"), 80)
+            answered[_field(body, "Hostname")] += 1
+    r.check(
+        answered == {"web-1": 10, "web-2": 10}, f"edge -> web-1/web-2 on front: {dict(answered)}"
+    )
+    web_ns, db_ip = str(pods["web-1"]["netns"]), _ip(pods["db"], "back")
+    status, body = lab.wait_http(web_ns, db_ip, 5432)
+    r.check(status == 200, f"web-1 -> db {db_ip}:5432 on the internal network back: {status}")
+    r.check(not lab.can_connect(edge_ns, db_ip, 5432), "edge (front only) cannot reach db")
+    db_ns = str(pods["db"]["netns"])
+    r.check(
+        not lab.can_connect(db_ns, lab.external_ip, 9),
+        "db (internal network) has no way out to the external host",
+    )
+
+
+def run(color: bool) -> int:
+    r = Report(color)
+    started = time.monotonic()
+    with Lab() as lab:
+        print(f"lab: host netns {lab.host} ({lab.host_ip}), external {lab.external}")
+        r.section(f"podnet up -f {EXAMPLE.name}")
+        t0 = time.monotonic()
+        r.show(lab.podnet("up", "-f", str(EXAMPLE)).stdout)
+        print(f"  ({time.monotonic() - t0:.2f}s)")
+        r.section("podnet network ls")
+        r.show(lab.podnet("network", "ls").stdout)
+        r.section("podnet ps")
+        r.show(lab.podnet("ps").stdout)
+        pods = _pods(lab)
+        _traffic(lab, r, pods)
+        r.section(f"podnet down -f {EXAMPLE.name}")
+        r.show(lab.podnet("down", "-f", str(EXAMPLE)).stdout)
+        r.check(not lab.pod_namespaces(), "no pod namespace left")
+        r.check("pn-" not in lab.run(["ip", "-br", "link"]).stdout, "no podnet bridge or veth left")
+    verdict = "all checks passed" if not r.failed else f"{r.failed} check(s) FAILED"
+    print(f"\n{verdict} in {time.monotonic() - started:.1f}s; the lab is gone.")
+    return 0 if not r.failed else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m podnet.demo", description=__doc__)
+    parser.add_argument("--no-color", action="store_true")
+    args = parser.parse_args(argv)
+    return run(color=sys.stdout.isatty() and not args.no_color)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
