@@ -110,6 +110,8 @@ def run(color: bool) -> int:
         print(f"  ({time.monotonic() - t0:.2f}s)")
         r.section("podnet network ls")
         r.show(lab.podnet("network", "ls").stdout)
+        r.section("podnet graph")
+        r.show(lab.podnet("graph").stdout)
         r.section("podnet ps")
         r.show(lab.podnet("ps").stdout)
         pods = _pods(lab)

@@ -7,7 +7,7 @@ import json
 import sys
 
 from podnet import __version__
-from podnet.cli import network, pods, topology
+from podnet.cli import graph, network, pods, topology
 from podnet.cli.connect import connect
 from podnet.errors import PodnetError
 from podnet.settings import Settings
@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     network.add_parser(sub)
     pods.add_parsers(sub)
     topology.add_parsers(sub)
+    graph.add_parser(sub)
     schema = sub.add_parser("topology", help="topology file tools")
     schema.add_argument("what", choices=["schema"], help="print the JSON Schema")
     who = sub.add_parser("whoami", help="run the built-in HTTP workload", add_help=False)
@@ -67,6 +68,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     client = connect(settings)
     if args.cmd == "network":
         return network.run(client, args)
+    if args.cmd == "graph":
+        return graph.run(client, args)
     if args.cmd in pods.VERBS:
         return pods.run(client, args)
     return topology.run(client, args)
