@@ -15,6 +15,7 @@ __all__ = [
     "NotFound",
     "PodnetError",
     "StoreConflict",
+    "StoreUnavailable",
 ]
 
 
@@ -69,6 +70,12 @@ class KernelError(PodnetError):
     """The kernel (netlink, nft, sysctl) refused an operation."""
 
     kind = "kernel"
+
+
+class StoreUnavailable(PodnetError):
+    """The store's backend failed: file locked too long, disk full, closed store."""
+
+    kind = "store-unavailable"
 
 
 class StoreConflict(PodnetError):

@@ -8,18 +8,20 @@ set-ups are tested on one machine.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from podnet.errors import InvalidInput
-from podnet.model.names import check_ifname
 
 __all__ = ["ENV_PREFIX", "Settings"]
 
 ENV_PREFIX = "PODNET_"
+_NFT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +63,13 @@ class Settings:
             raw = env.get(ENV_PREFIX + f.name.upper())
             if raw is not None and raw != "":
                 values[f.name] = _convert(f.name, raw)
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        values.update(
+            {
+                k: _convert(k, v) if isinstance(v, str) else v
+                for k, v in overrides.items()
+                if v is not None
+            }
+        )
         return replace(Settings(), **values).validate()
 
     def to_env(self) -> dict[str, str]:
@@ -69,16 +77,35 @@ class Settings:
         return {ENV_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
 
     def validate(self) -> Settings:
-        check_ifname(self.nft_table, what="nft table name")
+        if not _NFT_NAME.fullmatch(self.nft_table):
+            raise InvalidInput(
+                f"nft table name {self.nft_table!r} is not valid",
+                hint="PODNET_NFT_TABLE takes a letter then up to 63 letters, digits, '_' or '-'",
+            )
+        if not (math.isfinite(self.reconcile_interval) and self.reconcile_interval > 0):
+            raise InvalidInput(
+                f"reconcile interval {self.reconcile_interval} is not valid",
+                hint="PODNET_RECONCILE_INTERVAL takes a number of seconds above 0, e.g. 10",
+            )
         if "/" in self.netns_prefix or not self.netns_prefix:
             raise InvalidInput(
                 f"netns prefix {self.netns_prefix!r} is not valid",
                 hint="use a short word without '/', e.g. podnet-",
             )
         try:
-            pool4, pool6 = self.pool4, self.pool6
+            pool4 = self.pool4
         except ValueError as exc:
-            raise InvalidInput(f"subnet pool is not valid: {exc}") from None
+            raise InvalidInput(
+                f"PODNET_SUBNET_POOL {self.subnet_pool!r} is not valid: {exc}",
+                hint="give an IPv4 CIDR such as 10.89.0.0/16",
+            ) from None
+        try:
+            pool6 = self.pool6
+        except ValueError as exc:
+            raise InvalidInput(
+                f"PODNET_IPV6_POOL {self.ipv6_pool!r} is not valid: {exc}",
+                hint="give an IPv6 CIDR such as fd00:89::/48",
+            ) from None
         if not pool4.prefixlen <= self.subnet_size <= 30:
             raise InvalidInput(
                 f"subnet size /{self.subnet_size} does not fit pool {pool4}",

@@ -11,7 +11,7 @@ from podnet.errors import Conflict, InvalidInput, NotFound
 from podnet.ipam import allocate, find_overlap, pick_subnet, reserved_addresses
 from podnet.model.names import host_veth_name
 from podnet.model.network import IPAddress, IPNetwork, Network, NetworkRequest
-from podnet.model.pod import Interface, PodSpec
+from podnet.model.pod import Attachment, Interface, PodSpec
 from podnet.settings import Settings
 
 __all__ = ["Allocations", "PortChecker", "admit_pod", "resolve_network"]
@@ -123,25 +123,40 @@ def _address(
     return fixed
 
 
-def _interfaces(
-    pod: PodSpec, networks: Mapping[str, Network], alloc: Allocations
-) -> list[Interface]:
-    interfaces = []
+def _check_networks(pod: PodSpec, networks: Mapping[str, Network]) -> None:
     for att in pod.attachments:
-        net = networks.get(att.network)
-        if net is None:
+        if att.network not in networks:
             known = ", ".join(sorted(networks)) or "none yet"
             raise NotFound(
                 f"network {att.network!r} of pod {pod.name!r} does not exist",
                 hint=f"create it with 'podnet network create {att.network}' (networks: {known})",
             )
-        for ip in att.ips:
-            if net.subnet_for(ip.version) is None or ip not in net.subnet_for(ip.version):  # type: ignore[operator]
-                raise InvalidInput(
-                    f"address {ip} for pod {pod.name!r} is outside network {net.name!r} "
-                    f"({', '.join(map(str, net.subnets))})",
-                    hint="pick an address inside the network's subnet",
-                )
+
+
+def _check_fixed(pod: PodSpec, att: Attachment, net: Network) -> None:
+    versions = [ip.version for ip in att.ips]
+    if len(versions) != len(set(versions)):
+        raise InvalidInput(
+            f"pod {pod.name!r} asks for two addresses of one IP version on network {net.name!r}",
+            hint="give at most one IPv4 and one IPv6 address per network",
+        )
+    for ip in att.ips:
+        subnet = net.subnet_for(ip.version)
+        if subnet is None or ip not in subnet:
+            raise InvalidInput(
+                f"address {ip} for pod {pod.name!r} is outside network {net.name!r} "
+                f"({', '.join(map(str, net.subnets))})",
+                hint="pick an address inside the network's subnet",
+            )
+
+
+def _interfaces(
+    pod: PodSpec, networks: Mapping[str, Network], alloc: Allocations
+) -> list[Interface]:
+    interfaces = []
+    for att in pod.attachments:
+        net = networks[att.network]
+        _check_fixed(pod, att, net)
         addresses = []
         for subnet in net.subnets:
             fixed = next((ip for ip in att.ips if ip.version == subnet.version), None)
@@ -157,13 +172,19 @@ def _interfaces(
 def _check_ports(
     pod: PodSpec, networks: Mapping[str, Network], alloc: Allocations, holder: PortChecker
 ) -> None:
-    first = networks.get(pod.attachments[0].network) if pod.attachments else None
-    if pod.ports and (first is None or all(networks[a.network].internal for a in pod.attachments)):
+    public = [networks[a.network] for a in pod.attachments if not networks[a.network].internal]
+    if pod.ports and not public:
         raise InvalidInput(
             f"pod {pod.name!r} publishes ports but is only on internal networks",
             hint="attach it to a network that is not --internal, or drop -p",
         )
     for mapping in pod.ports:
+        if mapping.host_ip is not None and public[0].subnet_for(mapping.host_ip.version) is None:
+            raise InvalidInput(
+                f"pod {pod.name!r} publishes {mapping} on an IPv{mapping.host_ip.version} "
+                f"address but has no IPv{mapping.host_ip.version} address on {public[0].name!r}",
+                hint="publish on an address of the pod's IP version, or leave the host IP out",
+            )
         for other_name, other in alloc.ports.get(mapping.key(), []):
             if other_name == pod.name:
                 continue
@@ -186,6 +207,7 @@ def admit_pod(
 ) -> PodSpec:
     """Validate a pod, give it addresses, check its ports; record it in ``alloc``."""
     spec.validate()
+    _check_networks(spec, networks)
     _check_ports(spec, networks, alloc, holder)
     pod = spec.with_interfaces(tuple(_interfaces(spec, networks, alloc)))
     alloc.add(pod)

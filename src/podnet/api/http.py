@@ -41,6 +41,7 @@ _KINDS = {
     "store-conflict": errors.StoreConflict,
     "invalid": errors.InvalidInput,
     "kernel": errors.KernelError,
+    "store-unavailable": errors.StoreUnavailable,
 }
 
 
@@ -66,7 +67,10 @@ class Router:
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
-        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern)
+        parts = re.split(r"\{(\w+)\}", pattern)
+        regex = "".join(
+            f"(?P<{part}>[^/]+)" if i % 2 else re.escape(part) for i, part in enumerate(parts)
+        )
         self._routes.append((method, re.compile(f"^{regex}$"), handler))
 
     def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]] | None:
@@ -90,7 +94,10 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         try:
-            body = json.loads(raw) if raw else None
+            try:
+                body = json.loads(raw) if raw else None
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise errors.InvalidInput(f"request body is not JSON: {exc}") from None
             found = self.server.router.match(self.command, url.path)
             if found is None:
                 raise errors.NotFound(f"no API route {self.command} {url.path}")
@@ -98,8 +105,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, handler(Request(params, query, body)))
         except errors.PodnetError as exc:
             self._send(_STATUS.get(exc.kind, 500), {"error": exc.to_dict()})
-        except json.JSONDecodeError as exc:
-            self._send(400, {"error": {"kind": "invalid", "message": f"bad JSON body: {exc}"}})
         except Exception as exc:  # a bug: report it rather than drop the connection
             self.server.on_error(exc)
             message = f"internal error: {type(exc).__name__}: {exc}"
@@ -118,6 +123,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    request_queue_size = socket.SOMAXCONN  # bursts of CNI calls must queue, not fail
     router: Router
     on_error: Callable[[BaseException], None]
 
@@ -159,8 +165,12 @@ class _UnixConnection(http.client.HTTPConnection):
 
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(self._path)  # blocking: a full backlog waits instead of EAGAIN
+        except BaseException:
+            sock.close()
+            raise
         sock.settimeout(self.timeout)
-        sock.connect(self._path)
         self.sock = sock
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from podnet.controller.plan import FORWARDING, LinkState, Observed, PodObserved
+from podnet.controller.plan import (
+    FORWARDING,
+    LinkState,
+    Observed,
+    PodObserved,
+    route_localnet,
+)
 from podnet.errors import PodnetError
 from podnet.kernel import netns, sysctl
 from podnet.kernel.netlink import Netlink
@@ -49,10 +55,12 @@ def observe(host: Netlink, netns_prefix: str, pod_netns: Iterable[str]) -> Obser
                 pods[name] = _pod_state(name)
             except PodnetError:
                 present.discard(name)  # vanished while we looked: plan re-creates it
+    host_links = _link_states(host)
     sysctls: dict[tuple[str, ...], str] = {}
-    for path in FORWARDING:
+    bridges = [n for n, link in host_links.items() if link.kind == "bridge" and link.alias]
+    for path in (*FORWARDING, *(route_localnet(b) for b in bridges)):
         try:
             sysctls[path] = sysctl.get_path(path).strip()
         except PodnetError:
             sysctls[path] = ""
-    return Observed(host_links=_link_states(host), netns=present, pods=pods, sysctls=sysctls)
+    return Observed(host_links=host_links, netns=present, pods=pods, sysctls=sysctls)

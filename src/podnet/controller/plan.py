@@ -61,6 +61,7 @@ class Context:
     table: str
     netns_prefix: str
     owned_netns: Mapping[str, str]
+    sysctls: Mapping[tuple[str, ...], str]
 
 
 def plan(
@@ -73,7 +74,7 @@ def plan(
     owned_netns: Mapping[str, str],
 ) -> list[s.Step]:
     """Every step that brings the kernel to the desired state (no nft)."""
-    ctx = Context(table, netns_prefix, owned_netns)
+    ctx = Context(table, netns_prefix, owned_netns, observed.sysctls)
     out: list[s.Step] = []
     wanted_ns = {netns_name(p, netns_prefix) for p in pods}
     out += [s.DeleteNetns(ns) for ns in sorted(owned_netns) if ns not in wanted_ns]
@@ -99,6 +100,8 @@ def _stale_bridges(networks: Mapping[str, Network], observed: Observed, table: s
 def _network(net: Network, link: LinkState | None, ctx: Context) -> list[s.Step]:
     alias = tag(ctx.table, "network", net.name)
     out: list[s.Step] = []
+    if link is not None and link.alias != alias and _is_ours(link, ctx.table):
+        link = None  # another network's stale bridge: removed earlier in this plan
     if link is None:
         out.append(s.AddBridge(net.bridge, net.mtu, alias))
         have: frozenset[IPInterface] = frozenset()
@@ -108,7 +111,8 @@ def _network(net: Network, link: LinkState | None, ctx: Context) -> list[s.Step]
             hint="choose another network name or bridge name; podnet never takes over links",
         )
     else:
-        have = link.addresses
+        # Link-local addresses the kernel made itself are not podnet's to remove.
+        have = frozenset(a for a in link.addresses if not _kernel_link_local(a))
     want = {_gateway_interface(net, gw) for gw in net.gateways}
     if net.subnet_for(6) is not None:
         # The kernel solicits neighbours for forwarded IPv6 packets from a
@@ -118,10 +122,24 @@ def _network(net: Network, link: LinkState | None, ctx: Context) -> list[s.Step]
     out += [s.AddAddress(None, net.bridge, a) for a in sorted(want - have, key=str)]
     if link is None or not link.up:
         out.append(s.SetLinkUp(None, net.bridge))
-    if link is None and net.subnet_for(4) is not None:
-        path = ("net", "ipv4", "conf", net.bridge, "route_localnet")
-        out.append(s.SetSysctl(None, path, "1"))
+    if net.subnet_for(4) is not None:
+        path = route_localnet(net.bridge)
+        if link is None or ctx.sysctls.get(path) != "1":
+            out.append(s.SetSysctl(None, path, "1"))
     return out
+
+
+def route_localnet(bridge: str) -> tuple[str, ...]:
+    """The sysctl that lets 127.0.0.1 be DNATed out of ``bridge``."""
+    return ("net", "ipv4", "conf", bridge, "route_localnet")
+
+
+def _is_ours(link: LinkState, table: str) -> bool:
+    return bool(link.alias and link.alias.startswith(tag(table, "network", "")))
+
+
+def _kernel_link_local(address: IPInterface) -> bool:
+    return address.version == 6 and address.is_link_local and address != BRIDGE_LINK_LOCAL
 
 
 def _gateway_interface(net: Network, gateway: IPAddress) -> IPInterface:
@@ -136,6 +154,12 @@ def _pod(
     ns = netns_name(pod.name, ctx.netns_prefix)
     out: list[s.Step] = []
     seen = observed.pods.get(ns)
+    if ns in observed.netns and ns not in ctx.owned_netns:
+        raise Conflict(
+            f"network namespace {ns!r} exists but podnet did not create it",
+            hint=f"remove it ('ip netns del {ns}') or name the pod differently; "
+            "podnet never takes over namespaces",
+        )
     if ns not in observed.netns or seen is None:
         out.append(s.CreateNetns(ns, pod.name))
         out.append(s.SetLinkUp(ns, "lo"))

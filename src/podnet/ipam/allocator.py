@@ -31,7 +31,10 @@ def find_overlap(subnet: IPNetwork, existing: Mapping[str, Iterable[IPNetwork]])
 
 def _candidates(pool: IPNetwork, prefixlen: int) -> Iterator[IPNetwork]:
     if prefixlen < pool.prefixlen:
-        raise InvalidInput(f"a /{prefixlen} does not fit in pool {pool}")
+        raise InvalidInput(
+            f"a /{prefixlen} subnet does not fit in pool {pool}",
+            hint="use a longer prefix, or a wider pool (PODNET_SUBNET_POOL / PODNET_IPV6_POOL)",
+        )
     step = 1 << (pool.max_prefixlen - prefixlen)
     base = int(pool.network_address)
     count = min(1 << (prefixlen - pool.prefixlen), _SEARCH_LIMIT)

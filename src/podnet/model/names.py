@@ -23,8 +23,8 @@ __all__ = [
 ]
 
 IFNAMSIZ = 15
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_IFNAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
+_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_IFNAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def check_name(kind: str, name: str) -> str:
@@ -33,7 +33,7 @@ def check_name(kind: str, name: str) -> str:
     Raises:
         InvalidInput: naming the kind of object and the rule it broke.
     """
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InvalidInput(
             f"{kind} name {name!r} is not valid",
             hint="use 1-63 lower-case letters, digits and '-', starting and ending "
@@ -44,10 +44,10 @@ def check_name(kind: str, name: str) -> str:
 
 def check_ifname(name: str, *, what: str = "interface name") -> str:
     """Check a kernel interface name: 1-15 bytes, no '/' or whitespace."""
-    if not name or len(name.encode()) > IFNAMSIZ or not _IFNAME.match(name):
+    if not name or len(name.encode()) > IFNAMSIZ or not _IFNAME.fullmatch(name):
         raise InvalidInput(
             f"{what} {name!r} is not a valid Linux interface name",
-            hint=f"use 1-{IFNAMSIZ} characters from letters, digits, '_', '.', ':' and '-'",
+            hint=f"use 1-{IFNAMSIZ} characters from letters, digits, '_', '.' and '-'",
         )
     if name in {".", ".."}:
         raise InvalidInput(f"{what} {name!r} is reserved", hint="choose another name")

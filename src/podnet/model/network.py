@@ -38,6 +38,23 @@ def _first_host(subnet: IPNetwork) -> IPAddress:
     return subnet.network_address + 1
 
 
+def _check_gateway(name: str, gateway: IPAddress, subnet: IPNetwork) -> None:
+    if gateway not in subnet:
+        raise InvalidInput(
+            f"gateway {gateway} of network {name!r} is outside subnet {subnet}",
+            hint="pick a gateway inside the subnet or leave it out",
+        )
+    unusable = {subnet.network_address}
+    if subnet.version == 4:
+        unusable.add(subnet.broadcast_address)
+    if gateway in unusable:
+        raise InvalidInput(
+            f"gateway {gateway} of network {name!r} is the network or broadcast address "
+            f"of {subnet}",
+            hint="pick a host address inside the subnet or leave it out",
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Network:
     """Desired state of one network.
@@ -79,14 +96,20 @@ class Network:
                 hint="give at most one IPv4 and one IPv6 subnet",
             )
         gws: list[IPAddress] = list(gateways) if gateways else [_first_host(s) for s in subnets]
+        if len(gws) != len(subnets):
+            raise InvalidInput(
+                f"network {name!r} has {len(subnets)} subnet(s) but {len(gws)} gateway(s)",
+                hint="give one gateway per subnet, or none to use each subnet's first address",
+            )
         for gw, subnet in zip(gws, subnets, strict=True):
-            if gw not in subnet:
-                raise InvalidInput(
-                    f"gateway {gw} of network {name!r} is outside subnet {subnet}",
-                    hint="pick a gateway inside the subnet or leave it out",
-                )
-        if not 576 <= mtu <= 65535:
-            raise InvalidInput(f"mtu {mtu} of network {name!r} is out of range", hint="576-65535")
+            _check_gateway(name, gw, subnet)
+        min_mtu = 1280 if any(s.version == 6 for s in subnets) else 576
+        if not min_mtu <= mtu <= 65535:
+            raise InvalidInput(
+                f"mtu {mtu} of network {name!r} is out of range",
+                hint=f"use {min_mtu}-65535"
+                + (" (IPv6 needs at least 1280)" if min_mtu > 576 else ""),
+            )
         br = check_ifname(bridge, what="bridge name") if bridge else bridge_name(name)
         return Network(
             name=name,

@@ -62,9 +62,19 @@ class PortMapping:
         return (self.protocol, self.host_port)
 
     def clashes(self, other: PortMapping) -> bool:
+        """True when both would take the same host port on some address.
+
+        No host IP means every address; 0.0.0.0 (or ::) every address of
+        that IP version, as docker reads it.
+        """
         if self.key() != other.key():
             return False
-        return self.host_ip is None or other.host_ip is None or self.host_ip == other.host_ip
+        mine, theirs = self.host_ip, other.host_ip
+        if mine is None or theirs is None:
+            return True
+        if mine.version != theirs.version:
+            return False
+        return mine.is_unspecified or theirs.is_unspecified or mine == theirs
 
     def __str__(self) -> str:
         ip = ""

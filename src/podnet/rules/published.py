@@ -31,7 +31,7 @@ def _target(address: IPAddress, port: int) -> str:
 def _rule_for(pod: str, mapping: PortMapping, address: IPAddress) -> str:
     fam = "ip" if address.version == 4 else "ip6"
     match = f"meta nfproto {'ipv4' if address.version == 4 else 'ipv6'}"
-    if mapping.host_ip is not None:
+    if mapping.host_ip is not None and not mapping.host_ip.is_unspecified:
         match = f"{fam} daddr {mapping.host_ip}"
     return (
         f"{match} {mapping.protocol} dport {mapping.host_port} "

@@ -16,19 +16,19 @@ from podnet.errors import InvalidInput
 
 __all__ = ["BaseChain", "Rule", "Transaction"]
 
-_IDENT = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 _COMMENT_BAD = re.compile(r'["\\\n]')
 
 
 def _ident(kind: str, name: str) -> str:
-    if not _IDENT.match(name):
+    if not _IDENT.fullmatch(name):
         raise InvalidInput(f"nft {kind} name {name!r} is not valid", hint="letters, digits, _ -")
     return name
 
 
 def comment(text: str) -> str:
     """An nft comment clause; nft comments hold at most 128 bytes, no quotes."""
-    clean = _COMMENT_BAD.sub("_", text)[:128]
+    clean = _COMMENT_BAD.sub("_", text).encode()[:128].decode(errors="ignore")
     return f'comment "{clean}"'
 
 
@@ -107,7 +107,8 @@ class Transaction:
         items = ", ".join(elements)
         if not items:
             return self
-        return self._add(f"add element {self.family} {self.table} {set_name} {{ {items} }}")
+        name = _ident("set", set_name)
+        return self._add(f"add element {self.family} {self.table} {name} {{ {items} }}")
 
     def add_rules(self, rules: Iterable[Rule]) -> Transaction:
         for rule in rules:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
-from podnet.errors import InvalidInput, PodnetError
+from podnet.errors import InvalidInput, StoreUnavailable
 
 __all__ = [
     "DEFAULT_HISTORY",
@@ -85,12 +85,6 @@ class Event:
     key: str
     value: JSON | None
     revision: int
-
-
-class StoreUnavailable(PodnetError):
-    """The store's backend failed: file locked too long, disk full, closed store."""
-
-    kind = "store-unavailable"
 
 
 class Store(Protocol):
