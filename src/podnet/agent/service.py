@@ -80,7 +80,7 @@ class Service:
             self._check_bridge_unique(net, existing.values())
             rollback = self._snapshot([Keys.network(net.name)])
             self.store.put(Keys.network(net.name), net.to_dict(), expect=0)
-            self._reconcile_or_rollback(rollback)
+            self._reconcile_or_rollback(rollback, ())
             return net
 
     @staticmethod
@@ -103,7 +103,7 @@ class Service:
                     hint="remove those pods first ('podnet rm -f ...')",
                 )
             self.store.commit([Delete(Keys.network(name)), Delete(Keys.cursor(name))])
-            self.reconciler.reconcile()
+            self.reconciler.reconcile(scope=())
             return True
 
     # -- pods --------------------------------------------------------------
@@ -130,7 +130,7 @@ class Service:
             keys = [op.key for op in pod_ops(pod)]
             rollback = self._snapshot(keys)
             self.store.commit(_last_write_wins(pod_ops(pod)), expect=expect)
-            self._reconcile_or_rollback(rollback)
+            self._reconcile_or_rollback(rollback, (pod.name,))
             return pod
 
     def remove_pod(self, name: str, *, force: bool = False) -> bool:
@@ -142,9 +142,9 @@ class Service:
                 raise Conflict(
                     f"pod {name!r} is running", hint="stop it first, or use 'podnet rm -f'"
                 )
-            self.reconciler.supervisor.forget(name)
+            self.reconciler.supervisor.forget([name])
             self.store.commit(pod_removal_ops(pod))
-            self.reconciler.reconcile()
+            self.reconciler.reconcile(scope=())
             return True
 
     def set_running(self, name: str, running: bool) -> PodSpec:
@@ -154,11 +154,11 @@ class Service:
                 raise NotFound(f"pod {name!r} does not exist", hint="list pods with 'podnet ps -a'")
             pod = replace(PodSpec.from_dict(entry.value), running=running)
             if not running:
-                self.reconciler.supervisor.stop(name)
+                self.reconciler.supervisor.stop([name])
             else:
                 self.repo.store.delete(Keys.status(name))
             self.store.put(Keys.pod(name), pod.to_dict(), expect=entry.revision)
-            self.reconciler.reconcile()
+            self.reconciler.reconcile(scope=(name,))
             return pod
 
     def pod_view(self, pod: PodSpec) -> dict[str, Any]:
@@ -186,9 +186,11 @@ class Service:
             ops.append(Put(key, entry.value) if entry else Delete(key))
         return ops
 
-    def _reconcile_or_rollback(self, rollback: list[Put | Delete]) -> None:
+    def _reconcile_or_rollback(
+        self, rollback: list[Put | Delete], scope: Iterable[str] | None
+    ) -> None:
         try:
-            self.reconciler.reconcile()
+            self.reconciler.reconcile(scope=None if scope is None else set(scope))
         except Exception:
             self.store.commit(rollback)
             self.reconciler.reconcile()
@@ -216,10 +218,10 @@ class Service:
                 self.reconciler.reconcile()
                 return
             rollback = self._snapshot(op.key for op in ops)
-            for name in stop:
-                self.reconciler.supervisor.forget(name)
+            self.reconciler.supervisor.forget(list(stop))
             self.store.commit(ops)
-            self._reconcile_or_rollback(rollback)
+            changed = [n for n, p in pods.items() if old_pods.get(n) != p]
+            self._reconcile_or_rollback(rollback, changed)
 
     def reset(self) -> None:
         """Remove everything podnet owns: pods, networks, their kernel objects, its table."""

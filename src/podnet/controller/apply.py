@@ -68,7 +68,8 @@ class Executor:
                 self._host.add_bridge(name, mtu=mtu, alias=alias)
             case s.AddVeth(netns=ns, ifname=ifname, host_ifname=peer, mtu=mtu, alias=alias):
                 self._host.delete_link(peer)  # a stale host end from a crashed run
-                self._nl(ns).add_veth(ifname, peer, peer_netns=None, mtu=mtu, peer_alias=alias)
+                self._nl(ns).add_veth(ifname, peer, peer_netns=None, mtu=mtu)
+                self._host.set_alias(peer, alias)  # through the socket already open here
             case s.SetMaster(name=name, bridge=bridge):
                 self._host.set_master(name, bridge)
             case s.SetHairpin(name=name):

@@ -9,7 +9,7 @@ only tagged or recorded objects are ever removed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from ipaddress import ip_interface
 
@@ -72,8 +72,13 @@ def plan(
     table: str,
     netns_prefix: str,
     owned_netns: Mapping[str, str],
+    trusted: Collection[str] = (),
 ) -> list[s.Step]:
-    """Every step that brings the kernel to the desired state (no nft)."""
+    """Every step that brings the kernel to the desired state (no nft).
+
+    Pods named in ``trusted`` are taken to be as the last pass left them (a
+    scoped reconcile after one API call); the periodic full pass checks all.
+    """
     ctx = Context(table, netns_prefix, owned_netns, observed.sysctls)
     out: list[s.Step] = []
     wanted_ns = {netns_name(p, netns_prefix) for p in pods}
@@ -83,7 +88,8 @@ def plan(
     for net in networks.values():
         out += _network(net, observed.host_links.get(net.bridge), ctx)
     for pod in pods.values():
-        out += _pod(pod, networks, observed, ctx)
+        if pod.name not in trusted:
+            out += _pod(pod, networks, observed, ctx)
     return out
 
 

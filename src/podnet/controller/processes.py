@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -68,10 +68,16 @@ class Supervisor:
 
     def sync_stopped(self, pods: Mapping[str, PodSpec]) -> None:
         """Stop processes of pods that are gone, stopped, or have no command."""
-        for name, status in self._repo.statuses().items():
-            pod = pods.get(name)
-            if (pod is None or not pod.running or not pod.command) and self.alive(status):
-                self.stop(name)
+        unwanted = [
+            name
+            for name, status in self._repo.statuses().items()
+            if self._unwanted(pods.get(name)) and self.alive(status)
+        ]
+        self.stop(unwanted)
+
+    @staticmethod
+    def _unwanted(pod: PodSpec | None) -> bool:
+        return pod is None or not pod.running or not pod.command
 
     def sync(self, pods: Mapping[str, PodSpec]) -> None:
         """Make processes match: stop the unwanted, start or restart the wanted."""
@@ -153,31 +159,44 @@ class Supervisor:
         env.update(pod.env)
         return env
 
-    def stop(self, pod: str, *, timeout: float = 10.0) -> None:
-        """SIGTERM the pod's process group, SIGKILL after ``timeout``; idempotent."""
-        status = self._repo.status(pod)
-        if self.alive(status):
+    def stop(self, pods: Iterable[str], *, timeout: float = 10.0) -> None:
+        """SIGTERM the pods' process groups, SIGKILL what is left after ``timeout``.
+
+        All are signalled first and waited for together, so stopping fifty
+        pods takes as long as the slowest, not the sum. Idempotent.
+        """
+        statuses = {pod: self._repo.status(pod) for pod in pods}
+        running = {pod: st for pod, st in statuses.items() if self.alive(st)}
+        for status in running.values():
             self._signal_group(status.pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while self.alive(status) and time.monotonic() < deadline:
+        deadline = time.monotonic() + timeout
+        while running and time.monotonic() < deadline:
+            for pod in list(running):
                 self._reap(pod)
-                time.sleep(0.02)
-            if self.alive(status):
-                self._signal_group(status.pid, signal.SIGKILL)
-        child = self._children.pop(pod, None)
-        if child is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(timeout=2)
-        if status.state != "created":
-            self._repo.set_status(pod, replace(status, state="stopped", finished_at=time.time()))
+                if not self.alive(running[pod]):
+                    del running[pod]
+            if running:
+                time.sleep(0.01)
+        for status in running.values():
+            self._signal_group(status.pid, signal.SIGKILL)
+        for pod, status in statuses.items():
+            child = self._children.pop(pod, None)
+            if child is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.wait(timeout=2)
+            if status.state != "created":
+                stopped = replace(status, state="stopped", finished_at=time.time())
+                self._repo.set_status(pod, stopped)
 
     @staticmethod
     def _signal_group(pid: int, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, sig)  # the shim leads its own session: pgid == its pid
 
-    def forget(self, pod: str) -> None:
-        """Stop and drop every trace of a removed pod (its log stays until rm)."""
-        self.stop(pod)
-        self._exit_path(pod).unlink(missing_ok=True)
-        self.log_path(pod).unlink(missing_ok=True)
+    def forget(self, pods: Iterable[str]) -> None:
+        """Stop removed pods and drop their exit files and logs."""
+        names = list(pods)
+        self.stop(names)
+        for pod in names:
+            self._exit_path(pod).unlink(missing_ok=True)
+            self.log_path(pod).unlink(missing_ok=True)

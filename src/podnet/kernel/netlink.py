@@ -69,6 +69,8 @@ class Netlink:
         self._home_fd = _netns.open_fd(None)
         self._lock = threading.Lock()
         self._sockets: dict[str | None, PinnedIPRoute] = {}
+        # name -> ifindex, learnt from lookups; dropped on delete or on a miss.
+        self._indexes: dict[str, int] = {}
         # Releases threads, sockets and the fd even if close() is forgotten;
         # not at interpreter exit, when the worker threads may be gone.
         self._release = weakref.finalize(self, _release, self._sockets, self._home_fd)
@@ -141,12 +143,29 @@ class Netlink:
             return None
 
     def ifindex(self, name: str) -> int:
-        """The index of interface ``name``; raises NotFound if there is none."""
-        return self._get(name).index
+        """The index of interface ``name``; raises NotFound if there is none.
+
+        Indexes are remembered: a pod set-up asks for the same few interfaces
+        a dozen times, and each lookup is a round trip to the kernel.
+        """
+        index = self._indexes.get(name)
+        return index if index is not None else self._get(name).index
 
     def _get(self, name: str) -> Link:
         msgs = self._run(f"looking up link {name!r}", lambda i: i.link("get", ifname=name))
-        return link_from_msg(msgs[0])
+        link = link_from_msg(msgs[0])
+        self._indexes[name] = link.index
+        return link
+
+    def _by_index(self, name: str, request: Callable[[int], None]) -> None:
+        """Run ``request(ifindex)``; on a stale remembered index, look up once more."""
+        index = self.ifindex(name)
+        try:
+            request(index)
+        except NotFound:
+            if self._indexes.pop(name, None) is None:
+                raise
+            request(self.ifindex(name))
 
     def add_bridge(self, name: str, *, mtu: int = 1500, alias: str | None = None) -> Link:
         """Create a Linux bridge (left down; see :meth:`set_up`).
@@ -226,8 +245,8 @@ class Netlink:
         if bridge is None:
             self._set(name, f"detaching {name!r} from its bridge", master=0)
         else:
-            master = self.ifindex(bridge)
-            self._set(name, f"attaching {name!r} to bridge {bridge!r}", master=master)
+            what = f"attaching {name!r} to bridge {bridge!r}"
+            self._by_index(bridge, lambda master: self._set(name, what, master=master))
 
     def set_up(self, name: str) -> None:
         """Bring the interface administratively up."""
@@ -256,6 +275,7 @@ class Netlink:
 
     def delete_link(self, name: str) -> bool:
         """Delete the interface (and a veth's peer); True if it existed."""
+        self._indexes.pop(name, None)
         try:
             self._run(f"deleting link {name!r}", lambda i: i.link("del", ifname=name))
         except NotFound:
@@ -277,11 +297,16 @@ class Netlink:
         IPv6 addresses skip duplicate address detection (IFA_F_NODAD): podnet
         allocated them, and a tentative address cannot be bound for ~1 s.
         """
-        index = self.ifindex(name)
         flags = _IFA_F_NODAD if interface.version == 6 else 0
         what = f"adding address {interface} to {name!r}"
-        with contextlib.suppress(AlreadyExists):
-            self._run(what, lambda i: i.addr("add", **_addr_args(index, interface), flags=flags))
+
+        def add(index: int) -> None:
+            with contextlib.suppress(AlreadyExists):
+                self._run(
+                    what, lambda i: i.addr("add", **_addr_args(index, interface), flags=flags)
+                )
+
+        self._by_index(name, add)
 
     def del_address(self, name: str, interface: IPInterface) -> bool:
         """Remove an address; True if it was there (a missing link counts as not)."""
