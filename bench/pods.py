@@ -621,7 +621,7 @@ def details(med: Mapping[str, float], n: int) -> list[str]:
         "afterwards; CNI DEL deletes the veth itself, hence the 'freed' rows.",
         f"one pod per API call: first add {ms['api_add_first']:.0f} ms, last add "
         f"{ms['api_add_last']:.0f} ms; first delete {ms['api_del_first']:.0f} ms, last delete "
-        f"{ms['api_del_last']:.0f} ms (every call reconciles every pod)",
+        f"{ms['api_del_last']:.0f} ms",
         f"restart, nothing to fix: the agent's own start-up reconcile took "
         f"{ms['restart_pass']:.0f} ms; the rest is process start-up",
         f"restart, heal: {med['heal_deleted']:.0f} pod netns and the nft table deleted while "

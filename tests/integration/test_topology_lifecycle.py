@@ -207,6 +207,16 @@ def test_agent_restart_heals_kernel_and_adopts_processes(lab: Lab, tmp_path: Pat
     assert status == 200 and "Hostname: web-1" in body
 
 
+def test_down_all_removes_every_topology_and_cli_object(lab: Lab, tmp_path: Path) -> None:
+    lab.podnet("up", "-f", write(tmp_path, topology(1)))
+    lab.podnet("network", "create", "solo")
+    lab.podnet("run", "--name", "loner", "--net", "solo")
+    lab.podnet("down", "--all")
+    assert lab.podnet("ps", "-q").stdout.split() == []
+    assert lab.podnet("network", "ls", "-q").stdout.split() == []
+    assert not lab.pod_namespaces()
+
+
 def test_reset_removes_exactly_what_podnet_owns(lab: Lab, tmp_path: Path) -> None:
     lab.run(["nft", "add", "table", "inet", "someone_else"])
     lab.run(["ip", "link", "add", "br-mine", "type", "bridge"])
