@@ -14,8 +14,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from podnet.errors import InvalidInput, StoreConflict
-from podnet.store.base import JSON, Delete, Put, StoreUnavailable
+from podnet.errors import InvalidInput, StoreConflict, StoreUnavailable
+from podnet.store.base import JSON, Delete, Put
 
 _MAX_CODE_POINT = 0x10FFFF
 _SURROGATES = range(0xD800, 0xE000)
@@ -204,3 +204,24 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+class Writes:
+    """``put``, ``delete`` and ``commit`` of every backend, expressed through
+    one ``_apply(changes, expectations) -> (revision, how many changed)``."""
+
+    def _apply(self, changes: Changes, expect: Expectations) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def put(self, key: str, value: JSON, *, expect: int | None = None) -> int:
+        change = Change(check_key(key), encode(key, value))
+        return self._apply([change], expectation(key, expect))[0]
+
+    def delete(self, key: str, *, expect: int | None = None) -> bool:
+        change = Change(check_key(key), None)
+        return self._apply([change], expectation(key, expect))[1] > 0
+
+    def commit(
+        self, ops: Sequence[Put | Delete], *, expect: Mapping[str, int] | None = None
+    ) -> int:
+        return self._apply(changes(ops), expectations(expect))[0]

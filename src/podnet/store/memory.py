@@ -11,13 +11,12 @@ import bisect
 import builtins
 import threading
 import time
-from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import NamedTuple, Self
 
 from podnet.store import _rules
-from podnet.store._rules import Change, Changes, Expectations
-from podnet.store.base import DEFAULT_HISTORY, JSON, Delete, Entry, Event, Put
+from podnet.store._rules import Changes, Expectations
+from podnet.store.base import DEFAULT_HISTORY, Entry, Event
 
 __all__ = ["MemoryStore"]
 
@@ -28,7 +27,7 @@ class _Logged(NamedTuple):
     text: str | None  # None: a delete
 
 
-class MemoryStore:
+class MemoryStore(_rules.Writes):
     """A thread-safe :class:`~podnet.store.base.Store` that lives in this process."""
 
     def __init__(self, *, history: int = DEFAULT_HISTORY) -> None:
@@ -63,19 +62,6 @@ class MemoryStore:
             rows = sorted((k, v) for k, v in self._data.items() if k.startswith(prefix))
             revision = self._revision
         return revision, [Entry(k, _rules.decode(text), rev) for k, (text, rev) in rows]
-
-    def put(self, key: str, value: JSON, *, expect: int | None = None) -> int:
-        change = Change(_rules.check_key(key), _rules.encode(key, value))
-        return self._apply([change], _rules.expectation(key, expect))[0]
-
-    def delete(self, key: str, *, expect: int | None = None) -> bool:
-        change = Change(_rules.check_key(key), None)
-        return self._apply([change], _rules.expectation(key, expect))[1] > 0
-
-    def commit(
-        self, ops: Sequence[Put | Delete], *, expect: Mapping[str, int] | None = None
-    ) -> int:
-        return self._apply(_rules.changes(ops), _rules.expectations(expect))[0]
 
     def watch(self, prefix: str, after: int, *, timeout: float) -> builtins.list[Event]:
         _rules.check_watch(prefix, after, timeout)

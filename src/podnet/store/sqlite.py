@@ -21,7 +21,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -30,7 +30,7 @@ from typing import Any, Self
 from podnet.store import _rules
 from podnet.store._bell import bell_for
 from podnet.store._rules import Change, Changes, Expectations
-from podnet.store.base import DEFAULT_HISTORY, JSON, Delete, Entry, Event, Put, StoreUnavailable
+from podnet.store.base import DEFAULT_HISTORY, Entry, Event, StoreUnavailable
 
 __all__ = ["SqliteStore"]
 
@@ -64,7 +64,7 @@ _UPSERT = (
 _LOG = "INSERT INTO events (revision, kind, key, value) VALUES (?, ?, ?, ?)"
 
 
-class SqliteStore:
+class SqliteStore(_rules.Writes):
     """A :class:`~podnet.store.base.Store` in one SQLite file; thread- and process-safe."""
 
     def __init__(
@@ -125,19 +125,6 @@ class SqliteStore:
             revision = _meta(db, "revision")
             rows = db.execute(query, args).fetchall()
         return revision, [Entry(key, _rules.decode(text), rev) for key, text, rev in rows]
-
-    def put(self, key: str, value: JSON, *, expect: int | None = None) -> int:
-        change = Change(_rules.check_key(key), _rules.encode(key, value))
-        return self._apply([change], _rules.expectation(key, expect))[0]
-
-    def delete(self, key: str, *, expect: int | None = None) -> bool:
-        change = Change(_rules.check_key(key), None)
-        return self._apply([change], _rules.expectation(key, expect))[1] > 0
-
-    def commit(
-        self, ops: Sequence[Put | Delete], *, expect: Mapping[str, int] | None = None
-    ) -> int:
-        return self._apply(_rules.changes(ops), _rules.expectations(expect))[0]
 
     def watch(self, prefix: str, after: int, *, timeout: float) -> builtins.list[Event]:
         _rules.check_watch(prefix, after, timeout)
