@@ -14,7 +14,7 @@ from podnet.model.network import IPAddress, IPNetwork, Network, NetworkRequest
 from podnet.model.pod import Attachment, Interface, PodSpec
 from podnet.settings import Settings
 
-__all__ = ["Allocations", "PortChecker", "admit_pod", "resolve_network"]
+__all__ = ["Allocations", "PortChecker", "admit_pod", "check_ports", "resolve_network"]
 
 #: Given (protocol, port), describe who holds it on the host, or None.
 PortChecker = Callable[[str, int], str | None]
@@ -169,7 +169,7 @@ def _interfaces(
     return interfaces
 
 
-def _check_ports(
+def check_ports(
     pod: PodSpec, networks: Mapping[str, Network], alloc: Allocations, holder: PortChecker
 ) -> None:
     public = [networks[a.network] for a in pod.attachments if not networks[a.network].internal]
@@ -208,7 +208,7 @@ def admit_pod(
     """Validate a pod, give it addresses, check its ports; record it in ``alloc``."""
     spec.validate()
     _check_networks(spec, networks)
-    _check_ports(spec, networks, alloc, holder)
+    check_ports(spec, networks, alloc, holder)
     pod = spec.with_interfaces(tuple(_interfaces(spec, networks, alloc)))
     alloc.add(pod)
     return pod

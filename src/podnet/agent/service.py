@@ -97,6 +97,7 @@ class Service:
             if self.repo.network(name) is None:
                 return False
             users = sorted(p.name for p in self.repo.pods().values() if _on(p, name))
+            users += sorted(a.owner for a in self.repo.attachments(name))
             if users:
                 raise Conflict(
                     f"network {name!r} is in use by pod(s) {', '.join(users)}",
@@ -116,7 +117,9 @@ class Service:
 
     def allocations(self, pods: Iterable[PodSpec] | None = None) -> Allocations:
         cursors = {e.key.removeprefix(Keys.CURSORS): e.value for e in self.store.list(Keys.CURSORS)}
-        return Allocations.of(self.repo.pods().values() if pods is None else pods, cursors)
+        owners = list(self.repo.pods().values() if pods is None else pods)
+        owners += [a.as_pod() for a in self.repo.attachments()]  # one IPAM for both
+        return Allocations.of(owners, cursors)
 
     def run_pod(self, spec: PodSpec) -> PodSpec:
         with self.lock:

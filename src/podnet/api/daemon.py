@@ -21,34 +21,15 @@ from types import FrameType
 from typing import Any
 
 from podnet import __version__
-from podnet.agent.service import Service
+from podnet.agent.assemble import assemble
 from podnet.api.http import ApiServer
 from podnet.api.routes import build_router
-from podnet.controller.processes import Supervisor
-from podnet.controller.reconciler import Reconciler
-from podnet.controller.state import Repository
 from podnet.errors import Conflict, PodnetError
-from podnet.kernel import sockets
-from podnet.kernel.netlink import Netlink
-from podnet.kernel.nft import Nft
-from podnet.model.network import IPNetwork
 from podnet.settings import Settings
-from podnet.store import open_store
 
 __all__ = ["run_agent"]
 
 log = logging.getLogger("podnet.agent")
-
-
-def _host_routes() -> list[tuple[IPNetwork, str]]:
-    with Netlink(None) as nl:
-        names = {link.index: link.name for link in nl.links()}
-        return [
-            (r.dst, names.get(r.ifindex or -1, "?"))
-            for v in (4, 6)
-            for r in nl.routes(v)
-            if r.dst is not None and not r.dst.is_link_local and r.dst.prefixlen > 0
-        ]
 
 
 def _lock(settings: Settings) -> int:
@@ -71,22 +52,11 @@ class Agent:
     """The agent's parts and its background loops."""
 
     def __init__(self, settings: Settings) -> None:
+        node = assemble(settings)
         self.settings = settings
-        self.store = open_store(settings.store_url)
-        repo = Repository(self.store)
-        supervisor = Supervisor(
-            repo,
-            netns_prefix=settings.netns_prefix,
-            log_dir=settings.state_dir / "logs",
-            run_dir=settings.run_dir,
-        )
-        self.reconciler = Reconciler(settings, repo, Nft(None), supervisor)
-        self.service = Service(
-            self.store,
-            self.reconciler,
-            host_routes=_host_routes,
-            port_holder=sockets.port_holder,
-        )
+        self.store = node.store
+        self.reconciler = node.reconciler
+        self.service = node.service
         self.stopping = threading.Event()
 
     def info(self) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from podnet.agent import topology_ops
+from podnet.agent.cni_ops import CniOps
 from podnet.agent.service import Service
 from podnet.api.http import Request, Router
 from podnet.errors import InvalidInput
@@ -114,6 +116,16 @@ def build_router(service: Service, info: dict[str, Any]) -> Router:
         steps = service.reconciler.reconcile()
         return {"steps": [s.describe() for s in steps]}
 
+    cni = CniOps(service)
+
+    def cni_request(req: Request) -> dict[str, Any]:
+        """The CNI fast path: podnet-cni forwards its environment and stdin."""
+        body = _body(req)
+        env = {str(k): str(v) for k, v in dict(body.get("env", {})).items()}
+        code, out = cni.run_cni(env, base64.b64decode(str(body.get("stdin", ""))))
+        return {"exit": code, "stdout": out}
+
+    r.add("POST", "/v1/cni", cni_request)
     r.add("POST", "/v1/reset", reset)
     r.add("POST", "/v1/reconcile", reconcile)
     return r

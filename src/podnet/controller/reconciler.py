@@ -32,9 +32,16 @@ class Reconciler:
     """Makes the kernel match the store."""
 
     def __init__(
-        self, settings: Settings, repo: Repository, nft: NftRunner, supervisor: Supervisor
+        self,
+        settings: Settings,
+        repo: Repository,
+        nft: NftRunner,
+        supervisor: Supervisor,
+        *,
+        supervise: bool = True,
     ) -> None:
         self.settings = settings
+        self.supervise = supervise  # False in a standalone CNI plugin: processes are the agent's
         self.repo = repo
         self.nft = nft
         self.supervisor = supervisor
@@ -64,7 +71,10 @@ class Reconciler:
             owned_netns=self.repo.owned_netns(),
             trusted=set(pods) - set(looked_at),
         )
-        script = render_ruleset(self.settings.nft_table, networks.values(), pods.values())
+        attached = [a.as_pod() for a in self.repo.attachments()]
+        script = render_ruleset(
+            self.settings.nft_table, networks.values(), [*pods.values(), *attached]
+        )
         return [*steps, ApplyNft(script.render())]
 
     def reconcile(self, scope: Collection[str] | None = None) -> list[Step]:
@@ -76,7 +86,8 @@ class Reconciler:
         """
         with self.lock:
             networks, pods = self.repo.networks(), self.repo.pods()
-            self.supervisor.sync_stopped(pods)
+            if self.supervise:
+                self.supervisor.sync_stopped(pods)
             steps = self.plan(networks, pods, scope)
             nft = steps[-1]
             if scope is not None and isinstance(nft, ApplyNft) and nft.script == self._applied:
@@ -85,7 +96,8 @@ class Reconciler:
                 Executor(host, self.repo, self.nft).run(steps)
             if isinstance(nft, ApplyNft):
                 self._applied = nft.script
-            self.supervisor.sync(pods)
+            if self.supervise:
+                self.supervisor.sync(pods)
             return steps
 
     def teardown(self) -> None:

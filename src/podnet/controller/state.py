@@ -8,6 +8,7 @@ Keys (values are JSON objects)::
     /ipam-cursor/<network>      {"4": ip, "6": ip}: where round robin resumes
     /owned/netns/<name>         {"pod": name}: a netns podnet created
     /status/<pod>               ProcessStatus of the pod's command
+    /cni/<network>/<cid>/<if>   CniAttachment: a runtime's container on a network
 
 Leases are separate keys so that a compare-and-swap ``put(expect=0)`` makes
 handing one address out twice impossible, even across processes.
@@ -19,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from podnet.model.attachment import CniAttachment
 from podnet.model.network import IPAddress, Network
 from podnet.model.pod import PodSpec
 from podnet.store.base import Delete, Put, Store
@@ -42,6 +44,11 @@ class Keys:
     CURSORS = "/ipam-cursor/"
     OWNED_NETNS = "/owned/netns/"
     STATUS = "/status/"
+    CNI = "/cni/"
+
+    @staticmethod
+    def attachment(network: str, container_id: str, ifname: str) -> str:
+        return f"{Keys.CNI}{network}/{container_id}/{ifname}"
 
     @staticmethod
     def network(name: str) -> str:
@@ -121,6 +128,14 @@ class Repository:
     def cursor(self, network: str) -> dict[str, str]:
         entry = self.store.get(Keys.cursor(network))
         return dict(entry.value) if entry else {}
+
+    def attachments(self, network: str | None = None) -> list[CniAttachment]:
+        prefix = Keys.CNI if network is None else f"{Keys.CNI}{network}/"
+        return [CniAttachment.from_dict(e.value) for e in self.store.list(prefix)]
+
+    def attachment(self, network: str, container_id: str, ifname: str) -> CniAttachment | None:
+        entry = self.store.get(Keys.attachment(network, container_id, ifname))
+        return CniAttachment.from_dict(entry.value) if entry else None
 
     def owned_netns(self) -> dict[str, str]:
         return {

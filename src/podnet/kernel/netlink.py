@@ -252,6 +252,10 @@ class Netlink:
         """Bring the interface administratively up."""
         self._set(name, f"bringing up {name!r}", state="up")
 
+    def set_mac(self, name: str, mac: str) -> None:
+        """Set the interface's hardware address."""
+        self._set(name, f"setting address {mac} on {name!r}", address=mac)
+
     def set_mtu(self, name: str, mtu: int) -> None:
         """Set the interface MTU."""
         self._set(name, f"setting mtu {mtu} on {name!r}", mtu=mtu)

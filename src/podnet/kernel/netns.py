@@ -73,7 +73,13 @@ def _check_name(name: str) -> str:
 
 
 def path(name: str) -> str:
-    """The file that holds the named netns: ``/run/netns/NAME``."""
+    """The file that holds the netns: ``/run/netns/NAME``.
+
+    An absolute path (what container runtimes pass as CNI_NETNS, such as
+    ``/proc/PID/ns/net`` or ``/var/run/netns/cni-...``) is taken as it is.
+    """
+    if name.startswith("/"):
+        return name
     return str(NETNS_DIR / _check_name(name))
 
 
@@ -88,7 +94,7 @@ def exists(name: str) -> bool:
     """True if ``/run/netns/NAME`` is a mounted network namespace."""
     try:
         return os.stat(path(name)).st_dev == _nsfs_dev()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
         return False
 
 
