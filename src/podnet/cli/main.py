@@ -7,7 +7,7 @@ import json
 import sys
 
 from podnet import __version__
-from podnet.cli import graph, network, pods, topology
+from podnet.cli import cni, graph, network, pods, topology
 from podnet.cli.connect import connect
 from podnet.errors import PodnetError
 from podnet.settings import Settings
@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     pods.add_parsers(sub)
     topology.add_parsers(sub)
     graph.add_parser(sub)
+    cni.add_parser(sub)
     schema = sub.add_parser("topology", help="topology file tools")
     schema.add_argument("what", choices=["schema"], help="print the JSON Schema")
     who = sub.add_parser("whoami", help="run the built-in HTTP workload", add_help=False)
@@ -61,6 +62,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(schema_text())
         return 0
     settings = _settings(args)
+    if args.cmd == "cni":
+        if args.verb == "conflist":
+            print(json.dumps(cni.example_conflist(settings, "podnet", "10.88.0.0/16"), indent=2))
+        else:
+            print("\n".join(cni.install(settings, args)))
+        return 0
     if args.cmd == "agent":
         from podnet.api.daemon import run_agent
 
