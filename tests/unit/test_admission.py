@@ -359,6 +359,17 @@ def test_admit_records_ports() -> None:
     assert alloc.ports[("udp", 53)] == [("web", pod)]
 
 
+def test_port_clash_names_a_container_by_its_alias() -> None:
+    """A runtime's container is a pod to IPAM, under a hashed name nobody knows."""
+    alloc = Allocations()
+    admit(spec("cni-0123456789", "front", ports=["8080:80"]), alloc)
+    alloc.aliases["cni-0123456789"] = "container abc/eth0"
+    with pytest.raises(Conflict) as info:
+        admit(spec("second", "front", ports=["8080:81"]), alloc)
+    assert info.value.message == "host port 8080/tcp is already published by container abc/eth0"
+    assert info.value.hint == "pick another host port, or remove container abc/eth0 first"
+
+
 def test_admit_port_clash_names_the_holder_pod() -> None:
     alloc = Allocations()
     admit(spec("first", "front", ports=["8080:80"]), alloc)

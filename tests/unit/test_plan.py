@@ -360,6 +360,14 @@ def test_stale_owned_netns_is_deleted_first() -> None:
     assert run(observed, owned=owned) == [s.DeleteNetns(PREFIX + "old")]
 
 
+def test_recorded_netns_of_a_wanted_pod_is_kept_under_another_prefix() -> None:
+    """A standalone podnet-cni plans with the default prefix, not the agent's."""
+    observed = converged()
+    owned = {WEB_NS: "web", "node1-p-web": "web", "node1-p-gone": "gone"}
+    steps = run(observed, owned=owned)
+    assert steps == [s.DeleteNetns("node1-p-gone")]
+
+
 def test_unrecorded_netns_with_the_prefix_is_left_alone() -> None:
     observed = converged()
     observed.netns.add(PREFIX + "stray")

@@ -68,6 +68,12 @@ class Allocations:
     holders: dict[tuple[str, IPAddress], str] = field(default_factory=dict)
     cursors: dict[tuple[str, int], IPAddress] = field(default_factory=dict)
     ports: dict[tuple[str, int], list[tuple[str, PodSpec]]] = field(default_factory=dict)
+    #: How messages name holders that are not pods (a runtime's containers), by name.
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    def who(self, name: str) -> str:
+        """The holder called ``name`` as a person knows it: a pod, or a container."""
+        return self.aliases.get(name, f"pod {name!r}")
 
     @staticmethod
     def of(pods: Iterable[PodSpec], cursors: Mapping[str, Mapping[str, str]]) -> Allocations:
@@ -117,7 +123,7 @@ def _address(
     holder = alloc.holders.get((net.name, fixed))
     if holder is not None and holder != pod.name:
         raise Conflict(
-            f"address {fixed} on network {net.name!r} is already used by pod {holder!r}",
+            f"address {fixed} on network {net.name!r} is already used by {alloc.who(holder)}",
             hint="pick another --ip or leave it out to get a free one",
         )
     return fixed
@@ -191,8 +197,8 @@ def check_ports(
             if any(mapping.clashes(o) for o in other.ports):
                 raise Conflict(
                     f"host port {mapping.host_port}/{mapping.protocol} is already published "
-                    f"by pod {other_name!r}",
-                    hint=f"pick another host port, or remove pod {other_name!r} first",
+                    f"by {alloc.who(other_name)}",
+                    hint=f"pick another host port, or remove {alloc.who(other_name)} first",
                 )
         user = holder(mapping.protocol, mapping.host_port)
         if user is not None:

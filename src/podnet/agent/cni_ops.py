@@ -400,7 +400,10 @@ def _routes(
     plugin: PodnetPluginConf, net: Network, delegated: Result | None
 ) -> list[tuple[IPNetwork, IPAddress | None]]:
     if delegated is not None:
-        return [(r.dst, r.gw) for r in delegated.routes]
+        # A route without "gw" goes via the IPAM result's gateway of its family,
+        # as the reference plugins do (ipam.ConfigureIface).
+        gateways = {ip.address.version: ip.gateway for ip in delegated.ips if ip.gateway}
+        return [(r.dst, r.gw or gateways.get(r.dst.version)) for r in delegated.routes]
     routes = [(r.dst, r.gw or net.gateway_for(r.dst.version)) for r in plugin.routes]
     wants_default = plugin.is_default_gateway or plugin.network is not None
     if wants_default or (plugin.is_gateway and not routes):

@@ -118,8 +118,11 @@ class Service:
     def allocations(self, pods: Iterable[PodSpec] | None = None) -> Allocations:
         cursors = {e.key.removeprefix(Keys.CURSORS): e.value for e in self.store.list(Keys.CURSORS)}
         owners = list(self.repo.pods().values() if pods is None else pods)
-        owners += [a.as_pod() for a in self.repo.attachments()]  # one IPAM for both
-        return Allocations.of(owners, cursors)
+        attached = self.repo.attachments()
+        owners += [a.as_pod() for a in attached]  # one IPAM for both
+        alloc = Allocations.of(owners, cursors)
+        alloc.aliases.update((a.as_pod().name, a.owner) for a in attached)
+        return alloc
 
     def run_pod(self, spec: PodSpec) -> PodSpec:
         with self.lock:

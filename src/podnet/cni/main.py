@@ -27,12 +27,26 @@ _CONF_SETTINGS = {"stateDir": "state_dir", "runDir": "run_dir", "nftTable": "nft
 _TIMEOUT = 120.0
 
 
-def _conf(stdin: bytes) -> dict[str, Any]:
+def _conf(stdin: bytes) -> dict[str, Any] | None:
+    """The configuration, or None when stdin is not a JSON object."""
     try:
         data = json.loads(stdin)
     except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _unreadable(env: dict[str, str], stdin: bytes) -> tuple[int, str]:
+    """Answer a request whose configuration cannot be read, without opening any
+    state: where that state lives (stateDir, runDir) is in the unreadable part."""
+    from podnet.cni.spec import CniError, parse_config, parse_env, reply_version
+
+    try:
+        parse_env(env)
+        parse_config(stdin)
+    except CniError as exc:
+        return 1, json.dumps(exc.to_json(reply_version(stdin)))
+    raise AssertionError("parse_config accepted what json.loads refused")
 
 
 def _socket_path(conf: dict[str, Any]) -> str:
@@ -98,6 +112,8 @@ def main() -> int:
             from podnet.cni.version import requested_version, version_info
 
             code, out = 0, json.dumps(version_info(requested_version(stdin)))
+        elif conf is None:
+            code, out = _unreadable(env, stdin)
         else:
             reply = _fast_path(_socket_path(conf), env, stdin)
             code, out = reply if reply is not None else _standalone(conf, env, stdin)

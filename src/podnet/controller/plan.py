@@ -82,7 +82,13 @@ def plan(
     ctx = Context(table, netns_prefix, owned_netns, observed.sysctls)
     out: list[s.Step] = []
     wanted_ns = {netns_name(p, netns_prefix) for p in pods}
-    out += [s.DeleteNetns(ns) for ns in sorted(owned_netns) if ns not in wanted_ns]
+    # A recorded netns goes with its pod, not by name: a standalone podnet-cni
+    # may not know the agent's netns prefix, and must not take pods' netns.
+    out += [
+        s.DeleteNetns(ns)
+        for ns, pod in sorted(owned_netns.items())
+        if ns not in wanted_ns and pod not in pods
+    ]
     out += _stale_bridges(networks, observed, table)
     out += [s.SetSysctl(None, p, "1") for p in FORWARDING if observed.sysctls.get(p) != "1"]
     for net in networks.values():
