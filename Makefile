@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # What podnet, its tests and demo need; benchmarks' anchors come with `make bench`.
-APT_PACKAGES := nftables iproute2 util-linux procps containernetworking-plugins curl
+APT_PACKAGES := nftables iproute2 util-linux procps curl containernetworking-plugins iptables busybox-static
 BENCH_PACKAGES := wrk
 STAMP_APT := $(VENV)/.apt-stamp
 STAMP_PIP := $(VENV)/.pip-stamp
@@ -13,7 +13,7 @@ STAMP_PIP := $(VENV)/.pip-stamp
 
 all: deps
 
-$(STAMP_APT):
+$(STAMP_APT): Makefile
 	@mkdir -p $(VENV)
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
