@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # What podnet, its tests and demo need; benchmarks' anchors come with `make bench`.
-APT_PACKAGES := nftables iproute2 util-linux procps curl containernetworking-plugins iptables busybox-static
+APT_PACKAGES := nftables iproute2 util-linux procps curl containernetworking-plugins iptables busybox-static podman crun conmon
 BENCH_PACKAGES := wrk
 STAMP_APT := $(VENV)/.apt-stamp
 STAMP_PIP := $(VENV)/.pip-stamp
