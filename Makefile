@@ -4,8 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # What podnet, its tests and demo need; benchmarks' anchors come with `make bench`.
-APT_PACKAGES := nftables iproute2 util-linux procps curl containernetworking-plugins iptables busybox-static podman crun conmon
-BENCH_PACKAGES := wrk
+APT_PACKAGES := nftables iproute2 util-linux procps curl gcc libc6-dev containernetworking-plugins iptables busybox-static podman crun conmon
+BENCH_PACKAGES := wrk dnsmasq-base
 STAMP_APT := $(VENV)/.apt-stamp
 STAMP_PIP := $(VENV)/.pip-stamp
 
@@ -28,7 +28,12 @@ $(STAMP_PIP): pyproject.toml $(STAMP_APT)
 	@$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
-deps: $(STAMP_PIP)
+# The CNI fast-path forwarder (C, no logic: see src/podnet/cni/fastpath.c).
+FASTPATH := $(BIN)/podnet-cni-fast
+$(FASTPATH): src/podnet/cni/fastpath.c $(STAMP_PIP)
+	@cc -O2 -Wall -Wextra -Werror -o $@ -DPODNET_CNI_PY='"$(abspath $(BIN))/podnet-cni"' $<
+
+deps: $(STAMP_PIP) $(FASTPATH)
 
 demo: deps
 	$(BIN)/python -m podnet.demo

@@ -33,6 +33,7 @@ from podnet.store import open_store
 
 __all__ = [
     "CNI_VERSIONS",
+    "PYTHON_PLUGIN",
     "REFERENCE_DIR",
     "Container",
     "Inside",
@@ -46,7 +47,12 @@ __all__ = [
 
 CNI_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 BIN_DIR = Path(sys.executable).parent
-PLUGIN = str(BIN_DIR / "podnet-cni")
+#: The Python plugin (its own fast path and the standalone path).
+PYTHON_PLUGIN = str(BIN_DIR / "podnet-cni")
+#: What `podnet cni install` places: the native forwarder when it was built.
+PLUGIN = (
+    str(BIN_DIR / "podnet-cni-fast") if (BIN_DIR / "podnet-cni-fast").exists() else PYTHON_PLUGIN
+)
 REFERENCE_DIR = "/usr/lib/cni"
 NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
 CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from cni_runtime import (
     CNI_VERSIONS,
+    PYTHON_PLUGIN,
     Container,
     Runtime,
     attachments,
@@ -384,3 +385,17 @@ def test_fast_and_standalone_give_the_same_result() -> None:
         assert host_links(lab) == set() and attachments(lab) == []
         assert leases(lab, "both") == {}
         assert os.path.exists(lab.settings.state_dir / "cni.lock")
+
+
+def test_python_plugin_and_native_forwarder_agree(rt: Runtime) -> None:
+    """The Python plugin (its own fast path, or standalone) and the native
+    forwarder `podnet cni install` places give results of the same shape."""
+    conf = rt.conf("both", subnet="10.90.9.0/24", isDefaultGateway=True)
+    first, second = rt.container(), rt.container()
+    via_python = rt.exec("ADD", conf, first, plugin=PYTHON_PLUGIN)
+    via_default = rt.exec("ADD", conf, second)
+    assert via_python.code == 0 and via_default.code == 0, (via_python, via_default)
+    assert _shape(via_python.ok()) == _shape(via_default.ok())
+    assert rt.exec("DEL", conf, first, plugin=PYTHON_PLUGIN).code == 0
+    assert rt.exec("DEL", conf, second).code == 0
+    assert not attachments(rt.lab, "both")

@@ -45,21 +45,21 @@ def test_router_matches_literal_paths() -> None:
     router = Router()
     info = handler_named("info")
     router.add("GET", "/v1/info", info)
-    assert router.match("GET", "/v1/info") == (info, {})
+    assert router.match("GET", "/v1/info") == (info, {}, False)
 
 
 def test_router_extracts_parameters() -> None:
     router = Router()
     logs = handler_named("logs")
     router.add("GET", "/v1/pods/{name}/logs", logs)
-    assert router.match("GET", "/v1/pods/web-1/logs") == (logs, {"name": "web-1"})
+    assert router.match("GET", "/v1/pods/web-1/logs") == (logs, {"name": "web-1"}, False)
 
 
 def test_router_several_parameters() -> None:
     router = Router()
     h = handler_named("h")
     router.add("DELETE", "/v1/{kind}/{name}", h)
-    assert router.match("DELETE", "/v1/pods/web") == (h, {"kind": "pods", "name": "web"})
+    assert router.match("DELETE", "/v1/pods/web") == (h, {"kind": "pods", "name": "web"}, False)
 
 
 @pytest.mark.parametrize(
@@ -83,8 +83,8 @@ def test_router_same_path_different_methods() -> None:
     get, post = handler_named("get"), handler_named("post")
     router.add("GET", "/v1/networks", get)
     router.add("POST", "/v1/networks", post)
-    assert router.match("GET", "/v1/networks") == (get, {})
-    assert router.match("POST", "/v1/networks") == (post, {})
+    assert router.match("GET", "/v1/networks") == (get, {}, False)
+    assert router.match("POST", "/v1/networks") == (post, {}, False)
 
 
 def test_router_first_added_route_wins() -> None:
@@ -92,8 +92,8 @@ def test_router_first_added_route_wins() -> None:
     literal, pattern = handler_named("literal"), handler_named("pattern")
     router.add("GET", "/v1/pods/all", literal)
     router.add("GET", "/v1/pods/{name}", pattern)
-    assert router.match("GET", "/v1/pods/all") == (literal, {})
-    assert router.match("GET", "/v1/pods/web") == (pattern, {"name": "web"})
+    assert router.match("GET", "/v1/pods/all") == (literal, {}, False)
+    assert router.match("GET", "/v1/pods/web") == (pattern, {"name": "web"}, False)
 
 
 def test_router_empty() -> None:

@@ -47,6 +47,7 @@ from podnet.cni.spec import (
 )
 from podnet.controller import attach
 from podnet.controller.state import Keys
+from podnet.kernel.netlink import Netlink
 from podnet.model.attachment import CniAttachment
 from podnet.model.network import IPAddress, IPNetwork, Network, NetworkRequest
 from podnet.model.pod import Attachment, PodSpec
@@ -85,6 +86,14 @@ class CniOps:
         self.service = service
         self.repo = service.repo
         self.table = service.settings.nft_table
+        self._host: Netlink | None = None
+
+    @property
+    def host(self) -> Netlink:
+        """One netlink socket into the host netns for the agent's lifetime."""
+        if self._host is None:
+            self._host = Netlink(None)
+        return self._host
 
     def run_cni(self, env: Mapping[str, str], stdin: bytes) -> tuple[int, str]:
         """The whole plugin: (exit status, what to print on stdout)."""
@@ -139,10 +148,16 @@ class CniOps:
             raise
         try:
             routes = _routes(plugin, net, delegated)
-            inside, host = attach.attach(
-                att, net, table=self.table, routes=routes, hairpin=plugin.hairpin_mode
+            inside_mac, host_mac = attach.attach(
+                att,
+                net,
+                host=self.host,
+                table=self.table,
+                routes=routes,
+                hairpin=plugin.hairpin_mode,
             )
-            self.service.reconciler.reconcile(scope=())
+            if att.ports:
+                self.service.reconciler.sync_rules()
         except BaseException:
             self._forget(att, env, inv.path, conf)
             raise
@@ -151,8 +166,8 @@ class CniOps:
             net=net,
             plugin=plugin,
             conf=conf,
-            inside_mac=inside.mac,
-            host_mac=host.mac,
+            inside_mac=inside_mac,
+            host_mac=host_mac,
             routes=routes,
         )
 
@@ -210,7 +225,9 @@ class CniOps:
                 "DEL it first; a runtime ADDs an attachment once",
             )
         networks = {net.name: net}
-        alloc = self.service.allocations()
+        # Published ports are checked against every pod and container; without
+        # them only this network's leases matter, and reading those is cheap.
+        alloc = self.service.allocations() if ports else self.service.network_allocations(net.name)
         fixed = tuple(r.address for r in requested_ips(conf, inv))
         spec = PodSpec(draft.as_pod().name, (Attachment(net.name, inv.ifname, fixed),), ports)
         if delegated is not None:
@@ -228,6 +245,9 @@ class CniOps:
                 lease = Keys.lease(att.network, address.ip)
                 ops.append(Put(lease, {"pod": att.owner}))
                 expect[lease] = 0
+            cursor = {**self.repo.cursor(att.network)}
+            cursor.update({str(a.version): str(a.ip) for a in att.addresses})
+            ops.append(Put(Keys.cursor(att.network), cursor))  # round robin, as host-local
         self.service.store.commit(ops, expect=expect)
 
     def _result(
@@ -264,7 +284,8 @@ class CniOps:
         name = _network_of(conf)
         att = self.repo.attachment(name, inv.container_id, inv.ifname)
         if att is None:  # nothing recorded: still remove a veth a crash may have left
-            attach.detach(CniAttachment(name, inv.container_id, inv.ifname, inv.netns or "/-"))
+            gone = CniAttachment(name, inv.container_id, inv.ifname, inv.netns or "/-")
+            attach.detach(gone, self.host)
             return
         if inv.netns and att.netns != inv.netns:
             att = _with(att, netns=inv.netns)
@@ -282,9 +303,9 @@ class CniOps:
         """Remove an attachment's veth, record, leases and rules; every step is tried."""
         failures: list[str] = []
         for step in (
-            lambda: attach.detach(att),
+            lambda: attach.detach(att, self.host),
             lambda: self._drop_record(att),
-            lambda: self.service.reconciler.reconcile(scope=()),
+            lambda: att.ports and self.service.reconciler.sync_rules(),
         ):
             try:
                 step()
@@ -333,7 +354,7 @@ class CniOps:
                 ErrorCode.UNKNOWN_CONTAINER,
                 f"container {inv.container_id[:12]}/{inv.ifname} is not attached to {conf.name!r}",
             )
-        problems = attach.inspect(att, net)
+        problems = attach.inspect(att, net, self.host)
         if conf.prev_result is not None:
             have = set(att.addresses)
             problems += [

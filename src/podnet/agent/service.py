@@ -8,6 +8,7 @@ failed request leaves nothing behind.
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
@@ -114,6 +115,20 @@ class Service:
         if pod is None:
             raise NotFound(f"pod {name!r} does not exist", hint="list pods with 'podnet ps -a'")
         return pod
+
+    def network_allocations(self, network: str) -> Allocations:
+        """Addresses in use on one network, from its lease keys alone: what an
+        attachment without published ports needs, without reading every pod."""
+        prefix = f"{Keys.LEASES}{network}/"
+        alloc = Allocations()
+        for entry in self.store.list(prefix):
+            holder = str(entry.value.get("pod", "?"))
+            alloc.holders[(network, ipaddress.ip_address(entry.key.removeprefix(prefix)))] = holder
+            if holder.startswith("container "):
+                alloc.aliases[holder] = holder
+        for version, ip in self.repo.cursor(network).items():
+            alloc.cursors[(network, int(version))] = ipaddress.ip_address(ip)
+        return alloc
 
     def allocations(self, pods: Iterable[PodSpec] | None = None) -> Allocations:
         cursors = {e.key.removeprefix(Keys.CURSORS): e.value for e in self.store.list(Keys.CURSORS)}

@@ -17,6 +17,7 @@ import socket
 import socketserver
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from podnet import errors
 
-__all__ = ["ApiClient", "ApiServer", "Request", "Router"]
+__all__ = ["ApiClient", "ApiServer", "RawResponse", "Request", "Router"]
 
 _STATUS = {
     "not-found": 404,
@@ -46,15 +47,27 @@ _KINDS = {
 
 
 class Request:
-    """What a handler sees: path parameters, query and JSON body."""
+    """What a handler sees: path parameters, query, JSON body (raw routes: bytes)."""
 
-    def __init__(self, params: dict[str, str], query: dict[str, str], body: Any) -> None:
+    def __init__(
+        self, params: dict[str, str], query: dict[str, str], body: Any, raw: bytes = b""
+    ) -> None:
         self.params = params
         self.query = query
         self.body = body
+        self.raw = raw
 
     def flag(self, name: str) -> bool:
         return self.query.get(name, "").lower() in {"1", "true", "yes"}
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """A non-JSON answer (the CNI forwarder's protocol): status, headers, bytes."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
 
 
 Handler = Callable[[Request], Any]
@@ -64,20 +77,21 @@ class Router:
     """Maps (method, path pattern) to handlers; ``{name}`` matches one segment."""
 
     def __init__(self) -> None:
-        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._routes: list[tuple[str, re.Pattern[str], Handler, bool]] = []
 
-    def add(self, method: str, pattern: str, handler: Handler) -> None:
+    def add(self, method: str, pattern: str, handler: Handler, *, raw: bool = False) -> None:
+        """Route ``method pattern`` to ``handler``; ``raw`` routes get the body as bytes."""
         parts = re.split(r"\{(\w+)\}", pattern)
         regex = "".join(
             f"(?P<{part}>[^/]+)" if i % 2 else re.escape(part) for i, part in enumerate(parts)
         )
-        self._routes.append((method, re.compile(f"^{regex}$"), handler))
+        self._routes.append((method, re.compile(f"^{regex}$"), handler, raw))
 
-    def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]] | None:
-        for m, regex, handler in self._routes:
+    def match(self, method: str, path: str) -> tuple[Handler, dict[str, str], bool] | None:
+        for m, regex, handler, raw in self._routes:
             found = regex.match(path)
             if found and m == method:
-                return handler, found.groupdict()
+                return handler, found.groupdict(), raw
         return None
 
 
@@ -94,15 +108,19 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         try:
-            try:
-                body = json.loads(raw) if raw else None
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise errors.InvalidInput(f"request body is not JSON: {exc}") from None
             found = self.server.router.match(self.command, url.path)
             if found is None:
                 raise errors.NotFound(f"no API route {self.command} {url.path}")
-            handler, params = found
-            self._send(200, handler(Request(params, query, body)))
+            handler, params, is_raw = found
+            try:
+                body = None if is_raw or not raw else json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise errors.InvalidInput(f"request body is not JSON: {exc}") from None
+            answer = handler(Request(params, query, body, raw))
+            if isinstance(answer, RawResponse):
+                self._send_raw(answer)
+            else:
+                self._send(200, answer)
         except errors.PodnetError as exc:
             self._send(_STATUS.get(exc.kind, 500), {"error": exc.to_dict()})
         except Exception as exc:  # a bug: report it rather than drop the connection
@@ -111,6 +129,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(500, {"error": {"kind": "internal", "message": message}})
 
     do_GET = do_POST = do_DELETE = do_PUT = _handle  # noqa: N815 - http.server names
+
+    def _send_raw(self, answer: RawResponse) -> None:
+        self.send_response(answer.status)
+        for name, value in answer.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(answer.body)))
+        self.end_headers()
+        self.wfile.write(answer.body)
 
     def _send(self, status: int, payload: Any) -> None:
         data = json.dumps(payload).encode()

@@ -8,7 +8,7 @@ from typing import Any
 from podnet.agent import topology_ops
 from podnet.agent.cni_ops import CniOps
 from podnet.agent.service import Service
-from podnet.api.http import Request, Router
+from podnet.api.http import RawResponse, Request, Router
 from podnet.errors import InvalidInput
 from podnet.model.network import NetworkRequest
 from podnet.model.pod import PodSpec
@@ -125,7 +125,21 @@ def build_router(service: Service, info: dict[str, Any]) -> Router:
         code, out = cni.run_cni(env, base64.b64decode(str(body.get("stdin", ""))))
         return {"exit": code, "stdout": out}
 
+    def cni_raw(req: Request) -> RawResponse:
+        """The native forwarder's protocol: body = CNI_* variables as ``K=V\\0``
+        entries, an empty entry, then stdin; the exit status comes back in a
+        header and stdout as the body. No JSON to build or parse in C."""
+        env_block, _, stdin = req.raw.partition(b"\0\0")
+        env = dict(
+            item.decode(errors="surrogateescape").partition("=")[::2]
+            for item in env_block.split(b"\0")
+            if item
+        )
+        code, out = cni.run_cni(env, stdin)
+        return RawResponse(200, {"Cni-Exit": str(code)}, out.encode())
+
     r.add("POST", "/v1/cni", cni_request)
+    r.add("POST", "/v1/cni/raw", cni_raw, raw=True)
     r.add("POST", "/v1/reset", reset)
     r.add("POST", "/v1/reconcile", reconcile)
     return r

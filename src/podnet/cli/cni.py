@@ -53,6 +53,10 @@ def example_conflist(settings: Settings, network: str, subnet: str) -> dict[str,
 
 
 def _plugin_source() -> Path:
+    """The native forwarder when it was built (make deps), else the Python plugin."""
+    fast = Path(sys.executable).parent / f"{PLUGIN}-fast"
+    if fast.exists():
+        return fast
     here = Path(sys.executable).parent / PLUGIN
     found = here if here.exists() else shutil.which(PLUGIN)
     if not found:
@@ -69,7 +73,7 @@ def install(settings: Settings, args: argparse.Namespace) -> list[str]:
     bin_dir.mkdir(parents=True, exist_ok=True)
     target = bin_dir / PLUGIN
     tmp = target.with_suffix(".tmp")
-    shutil.copy2(_plugin_source(), tmp)  # the script's shebang names this virtualenv
+    shutil.copy2(_plugin_source(), tmp)  # both name this virtualenv's Python plugin
     os.replace(tmp, target)  # atomic: a runtime never execs half a file
     done.append(f"installed {target}")
     if not args.no_conf:

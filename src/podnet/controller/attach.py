@@ -8,12 +8,13 @@ rules it relies on are the reconciler's.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Sequence
 
 from podnet.controller.plan import tag
 from podnet.errors import NotFound, PodnetError
 from podnet.kernel import netns
-from podnet.kernel.netlink import Link, Netlink
+from podnet.kernel.netlink import Netlink
 from podnet.model.attachment import CniAttachment
 from podnet.model.network import IPAddress, IPNetwork, Network
 
@@ -24,54 +25,66 @@ def attach(
     att: CniAttachment,
     net: Network,
     *,
+    host: Netlink,
     table: str,
     routes: Sequence[tuple[IPNetwork, IPAddress | None]],
     hairpin: bool,
-) -> tuple[Link, Link]:
+) -> tuple[str, str]:
     """Create the veth (container end in ``att.netns``), address it, route it,
     and plug the host end into the network's bridge. Rolls back on failure.
 
+    The host end is created up and on the bridge, and both MACs are chosen
+    here, so the whole set-up is one creation plus a few container-side
+    requests, with nothing read back.
+
     Returns:
-        (container end, host end).
+        (container end's MAC, host end's MAC).
     """
     if not netns.exists(att.netns):
         raise NotFound(f"network namespace {att.netns} does not exist")
-    with Netlink(att.netns) as inside, Netlink(None) as host:
-        inside.add_veth(att.ifname, att.host_ifname, peer_netns=None, mtu=net.mtu)
-        try:
-            host.set_alias(att.host_ifname, tag(table, "cni", f"{att.container_id}/{att.ifname}"))
-            host.set_master(att.host_ifname, net.bridge)
-            if hairpin:
-                host.set_bridge_port(att.host_ifname, hairpin=True)
-            host.set_up(att.host_ifname)
-            if att.mac:
-                inside.set_mac(att.ifname, att.mac)
+    inside_mac, host_mac = att.mac or random_mac(), random_mac()
+    host.create_veth(
+        att.host_ifname,
+        att.ifname,
+        peer_netns=att.netns,
+        mtu=net.mtu,
+        mac=host_mac,
+        peer_mac=inside_mac,
+        master=net.bridge,
+    )
+    try:
+        host.set_alias(att.host_ifname, tag(table, "cni", f"{att.container_id}/{att.ifname}"))
+        if hairpin:
+            host.set_bridge_port(att.host_ifname, hairpin=True)
+        with Netlink(att.netns) as inside:
             for address in att.addresses:
                 inside.add_address(att.ifname, address)
             inside.set_up(att.ifname)
-            inside.set_up("lo")
             for dst, gateway in routes:
                 inside.add_route(dst, gateway=gateway, ifname=att.ifname)
-            return inside.link(att.ifname) or _gone(att), host.link(att.host_ifname) or _gone(att)
-        except BaseException:
-            inside.delete_link(att.ifname)
-            raise
+    except BaseException:
+        host.delete_link(att.host_ifname)  # ours: made just above; takes both ends
+        raise
+    return inside_mac, host_mac
 
 
-def _gone(att: CniAttachment) -> Link:
-    raise NotFound(f"interface {att.ifname} of container {att.container_id} vanished")
+def random_mac() -> str:
+    """A random locally administered unicast MAC (as the kernel would pick)."""
+    octets = bytearray(os.urandom(6))
+    octets[0] = (octets[0] & 0xFE) | 0x02
+    return ":".join(f"{b:02x}" for b in octets)
 
 
-def detach(att: CniAttachment) -> None:
-    """Remove the veth, from whichever end is still there. Missing is success."""
-    if netns.exists(att.netns):
-        with contextlib.suppress(NotFound), Netlink(att.netns) as inside:
-            inside.delete_link(att.ifname)
-    with Netlink(None) as host:
-        host.delete_link(att.host_ifname)
+def detach(att: CniAttachment, host: Netlink) -> None:
+    """Remove the veth from its host end (which takes both ends), or from the
+    container end when only that is left. Missing is success."""
+    if host.delete_link(att.host_ifname) or not netns.exists(att.netns):
+        return
+    with contextlib.suppress(NotFound), Netlink(att.netns) as inside:
+        inside.delete_link(att.ifname)
 
 
-def inspect(att: CniAttachment, net: Network) -> list[str]:
+def inspect(att: CniAttachment, net: Network, host: Netlink) -> list[str]:
     """What is wrong with an attachment's kernel state (CHECK); [] when all is well."""
     problems: list[str] = []
     if not netns.exists(att.netns):
@@ -87,9 +100,8 @@ def inspect(att: CniAttachment, net: Network) -> list[str]:
     if not link.up:
         problems.append(f"interface {att.ifname} is down")
     problems += [f"address {a} is missing on {att.ifname}" for a in att.addresses if a not in have]
-    with Netlink(None) as host:
-        peer = host.link(att.host_ifname)
-        bridge = host.link(net.bridge)
+    peer = host.link(att.host_ifname)
+    bridge = host.link(net.bridge)
     if peer is None or bridge is None or peer.master != bridge.index:
         problems.append(f"host end {att.host_ifname} is not on bridge {net.bridge}")
     return problems

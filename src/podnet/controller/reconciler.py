@@ -77,6 +77,24 @@ class Reconciler:
         )
         return [*steps, ApplyNft(script.render())]
 
+    def sync_rules(self) -> bool:
+        """Re-render the nft table and apply it if it changed; True if applied.
+
+        For changes that touch only rules (a CNI attachment's published ports):
+        no netlink observation, one nft call at most.
+        """
+        with self.lock:
+            networks, pods = self.repo.networks(), self.repo.pods()
+            attached = [a.as_pod() for a in self.repo.attachments()]
+            script = render_ruleset(
+                self.settings.nft_table, networks.values(), [*pods.values(), *attached]
+            ).render()
+            if script == self._applied:
+                return False
+            self.nft.apply(script)
+            self._applied = script
+            return True
+
     def reconcile(self, scope: Collection[str] | None = None) -> list[Step]:
         """One pass; returns the steps it took (the nft apply included).
 

@@ -236,6 +236,32 @@ class Netlink:
             self.delete_link(name)  # roll back: deleting one end deletes both
             raise
 
+    def create_veth(
+        self,
+        name: str,
+        peer_name: str,
+        *,
+        peer_netns: str | None,
+        mtu: int,
+        mac: str,
+        peer_mac: str,
+        master: str | None = None,
+    ) -> None:
+        """Like :meth:`add_veth`, in exactly one request and no lookup after it:
+        this end is created up, with its MAC, already on ``master``; the peer
+        (left down) gets ``peer_mac``. For hot paths (a CNI ADD)."""
+        attrs: dict[str, Any] = {"mtu": mtu, "address": mac, "state": "up"}
+        if master is not None:
+            attrs["master"] = self.ifindex(master)
+        peer_fd = self._home_fd if peer_netns is None else _netns.open_fd(peer_netns)
+        try:
+            peer = {"ifname": peer_name, "mtu": mtu, "net_ns_fd": peer_fd, "address": peer_mac}
+            what = f"creating veth {name!r} (peer {peer_name!r} in {where(peer_netns)})"
+            self._run(what, lambda i: i.link("add", ifname=name, kind="veth", peer=peer, **attrs))
+        finally:
+            if peer_fd != self._home_fd:
+                os.close(peer_fd)
+
     def set_alias(self, name: str, alias: str) -> None:
         """Set the interface alias (``ip link set NAME alias ALIAS``)."""
         self._set(name, f"setting alias of {name!r}", ifalias=alias)
