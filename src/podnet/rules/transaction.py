@@ -26,10 +26,19 @@ def _ident(kind: str, name: str) -> str:
     return name
 
 
+def _positive(what: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput(f"nft {what} {value!r} is not a positive whole number")
+    return value
+
+
 def comment(text: str) -> str:
     """An nft comment clause; nft comments hold at most 128 bytes, no quotes."""
     clean = _COMMENT_BAD.sub("_", text).encode()[:128].decode(errors="ignore")
     return f'comment "{clean}"'
+
+
+_clause = comment  # for methods whose ``comment`` argument shadows the function
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +50,11 @@ class BaseChain:
     priority: str
     policy: str = "accept"
 
-    def render(self) -> str:
+    def render(self, comment: str | None = None) -> str:
+        tail = f" {_clause(comment)};" if comment else ""
         return (
             f"{{ type {self.type} hook {self.hook} priority {self.priority}; "
-            f"policy {self.policy}; }}"
+            f"policy {self.policy};{tail} }}"
         )
 
 
@@ -83,8 +93,14 @@ class Transaction:
     def delete_table(self) -> Transaction:
         return self._add(f"delete table {self.family} {self.table}")
 
-    def add_chain(self, name: str, base: BaseChain | None = None) -> Transaction:
-        spec = f" {base.render()}" if base else ""
+    def add_chain(
+        self, name: str, base: BaseChain | None = None, *, comment: str | None = None
+    ) -> Transaction:
+        """Declare a chain (a no-op when it exists), with an optional comment."""
+        if base is not None:
+            spec = f" {base.render(comment)}"
+        else:
+            spec = f" {{ {_clause(comment)}; }}" if comment else ""
         return self._add(f"add chain {self.family} {self.table} {_ident('chain', name)}{spec}")
 
     def flush_chain(self, name: str) -> Transaction:
@@ -93,15 +109,57 @@ class Transaction:
     def delete_chain(self, name: str) -> Transaction:
         return self._add(f"delete chain {self.family} {self.table} {_ident('chain', name)}")
 
-    def add_set(self, name: str, type_: str, flags: Iterable[str] = ()) -> Transaction:
+    def add_set(
+        self,
+        name: str,
+        type_: str,
+        flags: Iterable[str] = (),
+        *,
+        timeout: int | None = None,
+        size: int | None = None,
+        comment: str | None = None,
+    ) -> Transaction:
+        """Declare a set of ``type_`` (a no-op when it exists, even if its
+        flags or timeout differ: nft keeps the old ones, so encode those in
+        the name when they can change). ``timeout`` is in seconds."""
         flag_text = ", ".join(flags)
         extra = f" flags {flag_text};" if flag_text else ""
+        if timeout is not None:
+            extra += f" timeout {_positive('set timeout', timeout)}s;"
+        if size is not None:
+            extra += f" size {_positive('set size', size)};"
+        if comment:
+            extra += f" {_clause(comment)};"
         return self._add(
             f"add set {self.family} {self.table} {_ident('set', name)} {{ type {type_};{extra} }}"
         )
 
+    def add_map(
+        self, name: str, key: str, value: str, *, typeof: bool = False, comment: str | None = None
+    ) -> Transaction:
+        """Declare a map ``key : value`` (a no-op when it exists).
+
+        With ``typeof`` the key is an expression whose type nft infers, for keys
+        that have no type name (the 32-bit integer of ``numgen`` or ``jhash``).
+        """
+        kind = "typeof" if typeof else "type"
+        extra = f" {_clause(comment)};" if comment else ""
+        return self._add(
+            f"add map {self.family} {self.table} {_ident('map', name)} "
+            f"{{ {kind} {key} : {value};{extra} }}"
+        )
+
     def flush_set(self, name: str) -> Transaction:
         return self._add(f"flush set {self.family} {self.table} {_ident('set', name)}")
+
+    def flush_map(self, name: str) -> Transaction:
+        return self._add(f"flush map {self.family} {self.table} {_ident('map', name)}")
+
+    def delete_set(self, name: str) -> Transaction:
+        return self._add(f"delete set {self.family} {self.table} {_ident('set', name)}")
+
+    def delete_map(self, name: str) -> Transaction:
+        return self._add(f"delete map {self.family} {self.table} {_ident('map', name)}")
 
     def add_elements(self, set_name: str, elements: Iterable[str]) -> Transaction:
         items = ", ".join(elements)
@@ -109,6 +167,15 @@ class Transaction:
             return self
         name = _ident("set", set_name)
         return self._add(f"add element {self.family} {self.table} {name} {{ {items} }}")
+
+    def delete_elements(self, set_name: str, keys: Iterable[str]) -> Transaction:
+        """Remove elements of a set, or keys of a map; they must exist (nft
+        refuses the whole transaction otherwise). No keys: no command."""
+        items = ", ".join(keys)
+        if not items:
+            return self
+        name = _ident("set", set_name)
+        return self._add(f"delete element {self.family} {self.table} {name} {{ {items} }}")
 
     def add_rules(self, rules: Iterable[Rule]) -> Transaction:
         for rule in rules:
