@@ -52,7 +52,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -63,6 +62,7 @@ from podnet.errors import PodnetError
 from podnet.kernel import netns
 from podnet.kernel.netlink import Netlink
 from podnet.lab import Lab
+from podnet.lab import leftovers as lab_leftovers
 
 CNI_PATH = Path("/usr/lib/cni")
 REFERENCE = CNI_PATH / "bridge"
@@ -553,15 +553,8 @@ def default_dirs() -> set[str]:
 
 def leftovers(lab_ids: list[str], dirs_before: set[str]) -> list[str]:
     """Anything the benchmark made that is still there (should be nothing)."""
-    found = [
-        f"netns {n} is left over"
-        for n in netns.list_names()
-        if any(n.startswith(i + "-") for i in lab_ids)
-    ]
-    found += [f"{d} appeared" for d in sorted(default_dirs() - dirs_before)]
-    tmp = Path(tempfile.gettempdir())
-    found += [f"{p} is left over" for i in lab_ids for p in tmp.glob(f"podnet-{i}-*")]
-    return found
+    found = lab_leftovers(lab_ids)
+    return found + [f"{d} appeared" for d in sorted(default_dirs() - dirs_before)]
 
 
 # -- main --------------------------------------------------------------------------------

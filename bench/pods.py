@@ -37,7 +37,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from podnet.kernel import netns
 from podnet.kernel.netlink import Netlink
 from podnet.kernel.nft import Nft
 from podnet.lab import Lab
+from podnet.lab import leftovers as lab_leftovers
 
 T = TypeVar("T")
 
@@ -639,15 +639,8 @@ def cni_state_dirs() -> set[str]:
 
 def leftovers(lab_ids: list[str], cni_before: set[str]) -> list[str]:
     """Anything the benchmark made that is still there (should be nothing)."""
-    found = [
-        f"netns {n} is left over"
-        for n in netns.list_names()
-        if any(n.startswith(i + "-") for i in lab_ids)
-    ]
-    found += [f"{d} appeared" for d in sorted(cni_state_dirs() - cni_before)]
-    tmp = Path(tempfile.gettempdir())
-    found += [f"{p} is left over" for i in lab_ids for p in tmp.glob(f"podnet-{i}-*")]
-    return found
+    found = lab_leftovers(lab_ids)
+    return found + [f"{d} appeared" for d in sorted(cni_state_dirs() - cni_before)]
 
 
 # -- main ------------------------------------------------------------------------------

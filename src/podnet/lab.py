@@ -32,7 +32,7 @@ from podnet.kernel import netns
 from podnet.kernel.netlink import Netlink
 from podnet.settings import Settings
 
-__all__ = ["Lab", "LabCommandError"]
+__all__ = ["Lab", "LabCommandError", "leftovers"]
 
 T = TypeVar("T")
 
@@ -240,6 +240,19 @@ class Lab:
                 return False
 
         return netns.run_in(where, attempt)
+
+
+def leftovers(lab_ids: Sequence[str]) -> list[str]:
+    """What labs with these ids left behind (should be nothing): namespaces
+    named after them and their temporary directories."""
+    found = [
+        f"netns {n} is left over"
+        for n in netns.list_names()
+        if any(n.startswith(i + "-") for i in lab_ids)
+    ]
+    tmp = Path(tempfile.gettempdir())
+    found += [f"{p} is left over" for i in lab_ids for p in tmp.glob(f"podnet-{i}-*")]
+    return found
 
 
 def _iface(text: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
