@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 
 from podnet.controller.plan import tag
 from podnet.errors import NotFound, PodnetError
@@ -43,6 +45,57 @@ def attach(
     if not netns.exists(att.netns):
         raise NotFound(f"network namespace {att.netns} does not exist")
     inside_mac, host_mac = att.mac or random_mac(), random_mac()
+    # Opening a socket in the container's netns (a thread, setns, a socket)
+    # overlaps with the host-side requests below.
+    opening = _open_soon(att.netns)
+    try:
+        _host_side(att, net, host, table=table, hairpin=hairpin, macs=(inside_mac, host_mac))
+    except BaseException:
+        _close_when_open(opening)
+        raise
+    try:
+        with opening.result() as inside:
+            for address in att.addresses:
+                inside.add_address(att.ifname, address)
+            inside.set_up(att.ifname)
+            for dst, gateway in routes:
+                inside.add_route(dst, gateway=gateway, ifname=att.ifname)
+    except BaseException:
+        host.delete_link(att.host_ifname)  # ours: made just above; takes both ends
+        raise
+    return inside_mac, host_mac
+
+
+def _open_soon(target: str) -> Future[Netlink]:
+    """``Netlink(target)`` on a one-off thread (a pool's long-lived threads
+    would keep whatever netns they were started in alive)."""
+    future: Future[Netlink] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(Netlink(target))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="podnet-netns-open", daemon=True).start()
+    return future
+
+
+def _close_when_open(opening: Future[Netlink]) -> None:
+    with contextlib.suppress(Exception):
+        opening.result().close()
+
+
+def _host_side(
+    att: CniAttachment,
+    net: Network,
+    host: Netlink,
+    *,
+    table: str,
+    hairpin: bool,
+    macs: tuple[str, str],
+) -> None:
+    inside_mac, host_mac = macs
     host.create_veth(
         att.host_ifname,
         att.ifname,
@@ -56,16 +109,9 @@ def attach(
         host.set_alias(att.host_ifname, tag(table, "cni", f"{att.container_id}/{att.ifname}"))
         if hairpin:
             host.set_bridge_port(att.host_ifname, hairpin=True)
-        with Netlink(att.netns) as inside:
-            for address in att.addresses:
-                inside.add_address(att.ifname, address)
-            inside.set_up(att.ifname)
-            for dst, gateway in routes:
-                inside.add_route(dst, gateway=gateway, ifname=att.ifname)
     except BaseException:
-        host.delete_link(att.host_ifname)  # ours: made just above; takes both ends
+        host.delete_link(att.host_ifname)
         raise
-    return inside_mac, host_mac
 
 
 def random_mac() -> str:
