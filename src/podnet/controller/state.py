@@ -9,6 +9,8 @@ Keys (values are JSON objects)::
     /owned/netns/<name>         {"pod": name}: a netns podnet created
     /status/<pod>               ProcessStatus of the pod's command
     /cni/<network>/<cid>/<if>   CniAttachment: a runtime's container on a network
+    /services/<name>            ServiceSpec (VIPs resolved)
+    /health/<service>/<ip>      {"state": ..., "reason": ...}: an endpoint's health
 
 Leases are separate keys so that a compare-and-swap ``put(expect=0)`` makes
 handing one address out twice impossible, even across processes.
@@ -23,6 +25,7 @@ from typing import Any
 from podnet.model.attachment import CniAttachment
 from podnet.model.network import IPAddress, Network
 from podnet.model.pod import PodSpec
+from podnet.model.service import ServiceSpec
 from podnet.store.base import Delete, Put, Store
 
 __all__ = [
@@ -45,6 +48,16 @@ class Keys:
     OWNED_NETNS = "/owned/netns/"
     STATUS = "/status/"
     CNI = "/cni/"
+    SERVICES = "/services/"
+    HEALTH = "/health/"
+
+    @staticmethod
+    def service(name: str) -> str:
+        return Keys.SERVICES + name
+
+    @staticmethod
+    def health(service: str, address: IPAddress) -> str:
+        return f"{Keys.HEALTH}{service}/{address}"
 
     @staticmethod
     def attachment(network: str, container_id: str, ifname: str) -> str:
@@ -136,6 +149,24 @@ class Repository:
     def attachment(self, network: str, container_id: str, ifname: str) -> CniAttachment | None:
         entry = self.store.get(Keys.attachment(network, container_id, ifname))
         return CniAttachment.from_dict(entry.value) if entry else None
+
+    def services(self) -> dict[str, ServiceSpec]:
+        return {
+            e.key.removeprefix(Keys.SERVICES): ServiceSpec.from_dict(e.value)
+            for e in self.store.list(Keys.SERVICES)
+        }
+
+    def service(self, name: str) -> ServiceSpec | None:
+        entry = self.store.get(Keys.service(name))
+        return ServiceSpec.from_dict(entry.value) if entry else None
+
+    def health(self) -> dict[tuple[str, str], str]:
+        """(service, endpoint address) -> health state ("healthy", "unhealthy", "unknown")."""
+        out: dict[tuple[str, str], str] = {}
+        for e in self.store.list(Keys.HEALTH):
+            service, _, address = e.key.removeprefix(Keys.HEALTH).partition("/")
+            out[(service, address)] = str(e.value.get("state", "unknown"))
+        return out
 
     def owned_netns(self) -> dict[str, str]:
         return {
