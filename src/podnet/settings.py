@@ -36,6 +36,8 @@ class Settings:
     subnet_pool: str = "10.89.0.0/16"
     subnet_size: int = 24
     ipv6_pool: str = "fd00:89::/48"
+    service_pool: str = "10.96.0.0/16"
+    service_pool6: str = "fd00:96::/112"
     reconcile_interval: float = 10.0
 
     @property

@@ -416,6 +416,8 @@ add chain inet podnet forward { type filter hook forward priority filter; policy
 add chain inet podnet published_ports
 add chain inet podnet outbound_nat
 add chain inet podnet network_isolation
+add chain inet podnet services
+add chain inet podnet service_masquerade
 add set inet podnet bridges { type ifname; }
 flush chain inet podnet prerouting
 flush chain inet podnet output
@@ -430,6 +432,9 @@ add rule inet podnet prerouting fib daddr type local jump published_ports
 add rule inet podnet output fib daddr type local jump published_ports
 add rule inet podnet postrouting jump outbound_nat
 add rule inet podnet forward jump network_isolation
+add rule inet podnet prerouting jump services comment "services"
+add rule inet podnet output jump services comment "services"
+add rule inet podnet postrouting jump service_masquerade comment "services"
 add rule inet podnet published_ports meta nfproto ipv4 tcp dport 8080 dnat ip to 10.89.0.2:80 \
 comment "pod:web"
 add rule inet podnet published_ports meta nfproto ipv6 tcp dport 8080 dnat ip6 to \
@@ -494,6 +499,9 @@ def test_render_ruleset_without_networks_has_no_elements() -> None:
         "add rule inet node2 output fib daddr type local jump published_ports",
         "add rule inet node2 postrouting jump outbound_nat",
         "add rule inet node2 forward jump network_isolation",
+        'add rule inet node2 prerouting jump services comment "services"',
+        'add rule inet node2 output jump services comment "services"',
+        'add rule inet node2 postrouting jump service_masquerade comment "services"',
         'add rule inet node2 network_isolation ct status dnat accept comment "published-ports"',
     ]
 

@@ -11,18 +11,28 @@ from __future__ import annotations
 import threading
 from collections.abc import Collection, Mapping
 
+from podnet.agent.endpoints import endpoints_of, ready_endpoints
 from podnet.controller.apply import Executor
 from podnet.controller.observe import observe
 from podnet.controller.plan import plan
 from podnet.controller.processes import Supervisor
 from podnet.controller.state import Repository
 from podnet.controller.steps import ApplyNft, Step
+from podnet.errors import PodnetError
 from podnet.kernel.netlink import Netlink
 from podnet.kernel.nft import NftRunner
 from podnet.model.names import netns_name
 from podnet.model.network import Network
 from podnet.model.pod import PodSpec
 from podnet.rules import render_ruleset
+from podnet.rules.service_layout import SERVICES_CHAIN
+from podnet.rules.services import (
+    Inventory,
+    ServicesConfig,
+    ServicesState,
+    render_changes,
+    render_full,
+)
 from podnet.settings import Settings
 
 __all__ = ["Reconciler"]
@@ -47,6 +57,8 @@ class Reconciler:
         self.supervisor = supervisor
         self.lock = threading.RLock()
         self._applied: str | None = None  # the ruleset the last pass applied
+        self._services_config = ServicesConfig(table=settings.nft_table)
+        self._services: ServicesState | None = None  # what the kernel holds; None: unknown
 
     def plan(
         self,
@@ -76,6 +88,55 @@ class Reconciler:
             self.settings.nft_table, networks.values(), [*pods.values(), *attached]
         )
         return [*steps, ApplyNft(script.render())]
+
+    def services_state(self) -> ServicesState:
+        """Every service with its ready endpoints, as the store says now."""
+        services = self.repo.services()
+        pods = list(self.repo.pods().values())
+        health = self.repo.health()
+        ready = {
+            name: ready_endpoints(spec, endpoints_of(spec, pods), health)
+            for name, spec in services.items()
+        }
+        return ServicesState.of(services.values(), ready)
+
+    def _services_script(self, new: ServicesState) -> str:
+        """Full sync when the kernel's service state is unknown, else the changes."""
+        if self._services is None:
+            existing = self.nft.list_json("inet", self.settings.nft_table)
+            inventory = Inventory.from_nft_json(existing) if existing else None
+            tx = render_full(
+                self._services_config, new.services.values(), new.endpoints, existing=inventory
+            )
+        else:
+            tx = render_changes(self._services_config, self._services, new)
+        return tx.render()
+
+    def _services_intact(self) -> bool:
+        """The kernel still has the services dispatch rules a sync put there."""
+        rules = self.nft.chain_rules("inet", self.settings.nft_table, SERVICES_CHAIN)
+        return bool(rules)
+
+    def sync_services(self) -> bool:
+        """Bring the kernel's service load balancer to the store; True if nft ran.
+
+        Incremental when the kernel's state is known; a change nft refuses is
+        retried as a full sync.
+        """
+        with self.lock:
+            new = self.services_state()
+            script = self._services_script(new)
+            if not script:
+                return False
+            try:
+                self.nft.apply(script)
+            except PodnetError:
+                if self._services is None:
+                    raise
+                self._services = None
+                self.nft.apply(self._services_script(new))
+            self._services = new
+            return True
 
     def sync_rules(self) -> bool:
         """Re-render the nft table and apply it if it changed; True if applied.
@@ -108,12 +169,23 @@ class Reconciler:
                 self.supervisor.sync_stopped(pods)
             steps = self.plan(networks, pods, scope)
             nft = steps[-1]
-            if scope is not None and isinstance(nft, ApplyNft) and nft.script == self._applied:
+            assert isinstance(nft, ApplyNft)
+            services = self.services_state()
+            if scope is None and not self._services_intact():
+                self._services = None  # lost (e.g. the table was deleted): sync in full
+            service_script = self._services_script(services)
+            if scope is not None and nft.script == self._applied and not service_script:
                 steps = steps[:-1]
-            with Netlink(None) as host:
-                Executor(host, self.repo, self.nft).run(steps)
-            if isinstance(nft, ApplyNft):
-                self._applied = nft.script
+            else:  # service chains first: the ruleset's hooks jump to them
+                steps[-1] = ApplyNft(service_script + nft.script)
+            try:
+                with Netlink(None) as host:
+                    Executor(host, self.repo, self.nft).run(steps)
+            except PodnetError:
+                self._services = None  # unknown now: the next pass syncs in full
+                raise
+            self._applied = nft.script
+            self._services = services
             if self.supervise:
                 self.supervisor.sync(pods)
             return steps

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from podnet.model.network import Network
 from podnet.model.pod import PodSpec
 from podnet.rules import isolation, masquerade, published
+from podnet.rules.service_layout import MASQUERADE_CHAIN, SERVICES_CHAIN, hook_rules
 from podnet.rules.transaction import BaseChain, Rule, Transaction
 
 __all__ = ["BASE_CHAINS", "render_ruleset"]
@@ -51,12 +52,17 @@ def render_ruleset(table: str, networks: Iterable[Network], pods: Iterable[PodSp
         tx.add_chain(name, base)
     for name in _REGULAR:
         tx.add_chain(name)
+    # The service chains are filled by rules.services; declared here (not
+    # flushed) so the jumps below are valid before the first service sync.
+    tx.add_chain(SERVICES_CHAIN)
+    tx.add_chain(MASQUERADE_CHAIN)
     tx.add_set(isolation.BRIDGES_SET, "ifname")
     for name in (*BASE_CHAINS, *_REGULAR):
         tx.flush_chain(name)
     tx.flush_set(isolation.BRIDGES_SET)
     tx.add_elements(isolation.BRIDGES_SET, (f'"{n.bridge}"' for n in nets))
     tx.add_rules(_JUMPS)
+    tx.add_rules(hook_rules())
     tx.add_rules(published.published_rules(pods, by_name))
     tx.add_rules(masquerade.masquerade_rules(nets))
     tx.add_rules(isolation.isolation_rules(nets))
