@@ -22,6 +22,7 @@ from typing import Any
 
 from podnet import __version__
 from podnet.agent.assemble import assemble
+from podnet.agent.runtime import AsyncRuntime
 from podnet.api.http import ApiServer
 from podnet.api.routes import build_router
 from podnet.errors import Conflict, PodnetError
@@ -58,6 +59,7 @@ class Agent:
         self.reconciler = node.reconciler
         self.service = node.service
         self.stopping = threading.Event()
+        self._services_revision = -1
 
     def info(self) -> dict[str, Any]:
         return {
@@ -85,6 +87,10 @@ class Agent:
                 else:
                     with self.reconciler.lock:
                         self.reconciler.supervisor.sync(self.service.repo.pods())
+                        revision = self.store.revision()
+                        if revision != self._services_revision:  # e.g. health changed
+                            self.reconciler.sync_services()
+                            self._services_revision = revision
             except Exception:
                 log.error("background loop: %s", traceback.format_exc())
 
@@ -102,6 +108,9 @@ def run_agent(settings: Settings) -> int:
     )
     server.start()
     log.info("podnet agent %s serving on %s", __version__, settings.socket_path)
+    # -- asyncio runtime: DNS on the gateways, health checks (podnet.agent.runtime) --
+    runtime = AsyncRuntime(settings, agent.store, lock=agent.reconciler.lock)
+    runtime.start()
 
     def stop(signum: int, frame: FrameType | None) -> None:
         agent.stopping.set()
@@ -112,6 +121,7 @@ def run_agent(settings: Settings) -> int:
     background.start()
     agent.stopping.wait()
     server.stop()
+    runtime.stop()  # asyncio runtime: before the store closes
     with agent.reconciler.lock:  # let a reconcile in flight finish
         agent.store.close()
     os.close(lock_fd)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
+import time
 from typing import Any
 
 from podnet.agent import topology_ops
 from podnet.agent.cni_ops import CniOps
+from podnet.agent.registry import Registry
 from podnet.agent.service import Service
 from podnet.api.http import RawResponse, Request, Router
 from podnet.errors import InvalidInput
 from podnet.model.network import NetworkRequest
 from podnet.model.pod import PodSpec
+from podnet.model.service import ServiceSpec
 from podnet.topology import loads
 
 __all__ = ["build_router"]
@@ -39,7 +44,12 @@ def build_router(service: Service, info: dict[str, Any]) -> Router:
     """Every route of API v1."""
     r = Router()
     r.add("GET", "/v1/info", lambda req: info)
+    for add_routes in (_networks, _pods, _topology, _services, _cni, _admin):
+        add_routes(r, service)
+    return r
 
+
+def _networks(r: Router, service: Service) -> None:
     def network_view(name: str) -> dict[str, Any]:
         net = service.network(name).to_dict()
         net["pods"] = sorted(
@@ -62,6 +72,8 @@ def build_router(service: Service, info: dict[str, Any]) -> Router:
         lambda req: {"removed": service.remove_network(req.params["name"])},
     )
 
+
+def _pods(r: Router, service: Service) -> None:
     r.add(
         "GET", "/v1/pods", lambda req: [service.pod_view(p) for p in service.repo.pods().values()]
     )
@@ -93,6 +105,8 @@ def build_router(service: Service, info: dict[str, Any]) -> Router:
 
     r.add("GET", "/v1/pods/{name}/logs", logs)
 
+
+def _topology(r: Router, service: Service) -> None:
     def up(req: Request) -> dict[str, Any]:
         body = _body(req)
         topo = loads(str(body.get("text", "")), str(body.get("filename", "<api>")))
@@ -108,14 +122,49 @@ def build_router(service: Service, info: dict[str, Any]) -> Router:
     r.add("POST", "/v1/up", up)
     r.add("POST", "/v1/down", down)
 
-    def reset(req: Request) -> dict[str, bool]:
-        service.reset()
-        return {"reset": True}
 
-    def reconcile(req: Request) -> dict[str, Any]:
-        steps = service.reconciler.reconcile()
-        return {"steps": [s.describe() for s in steps]}
+def _services(r: Router, service: Service) -> None:
+    registry = Registry(service)
 
+    def service_view(name: str) -> dict[str, Any]:
+        return registry.view(registry.get(name))
+
+    r.add(
+        "GET",
+        "/v1/services",
+        lambda req: [registry.view(s) for s in service.repo.services().values()],
+    )
+    r.add("GET", "/v1/services/{name}", lambda req: service_view(req.params["name"]))
+    r.add(
+        "POST",
+        "/v1/services",
+        lambda req: registry.view(registry.create(ServiceSpec.from_dict(_body(req)))),
+    )
+    r.add(
+        "DELETE",
+        "/v1/services/{name}",
+        lambda req: {"removed": registry.remove(req.params["name"])},
+    )
+
+    def endpoints(req: Request) -> dict[str, Any]:
+        """The service's endpoints with an ``etag``; with ``?wait=ETAG`` a
+        long-poll that answers when they differ from that (or at ``timeout``)."""
+        name = req.params["name"]
+        wait = req.query.get("wait", "")
+        deadline = time.monotonic() + min(float(req.query.get("timeout", "30")), 300.0)
+        while True:
+            revision = service.store.revision()
+            eps = service_view(name)["endpoints"]
+            etag = hashlib.sha256(json.dumps(eps, sort_keys=True).encode()).hexdigest()[:16]
+            left = deadline - time.monotonic()
+            if not wait or etag != wait or left <= 0:
+                return {"service": name, "etag": etag, "revision": revision, "endpoints": eps}
+            service.store.watch("/", revision, timeout=min(left, 5.0))
+
+    r.add("GET", "/v1/services/{name}/endpoints", endpoints)
+
+
+def _cni(r: Router, service: Service) -> None:
     cni = CniOps(service)
 
     def cni_request(req: Request) -> dict[str, Any]:
@@ -140,6 +189,16 @@ def build_router(service: Service, info: dict[str, Any]) -> Router:
 
     r.add("POST", "/v1/cni", cni_request)
     r.add("POST", "/v1/cni/raw", cni_raw, raw=True)
+
+
+def _admin(r: Router, service: Service) -> None:
+    def reset(req: Request) -> dict[str, bool]:
+        service.reset()
+        return {"reset": True}
+
+    def reconcile(req: Request) -> dict[str, Any]:
+        steps = service.reconciler.reconcile()
+        return {"steps": [s.describe() for s in steps]}
+
     r.add("POST", "/v1/reset", reset)
     r.add("POST", "/v1/reconcile", reconcile)
-    return r

@@ -7,7 +7,7 @@ import json
 import sys
 
 from podnet import __version__
-from podnet.cli import cni, graph, network, pods, topology
+from podnet.cli import cni, graph, network, pods, services, topology
 from podnet.cli.connect import connect
 from podnet.errors import PodnetError
 from podnet.settings import Settings
@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     topology.add_parsers(sub)
     graph.add_parser(sub)
     cni.add_parser(sub)
+    services.add_parser(sub)
     schema = sub.add_parser("topology", help="topology file tools")
     schema.add_argument("what", choices=["schema"], help="print the JSON Schema")
     who = sub.add_parser("whoami", help="run the built-in HTTP workload", add_help=False)
@@ -75,6 +76,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     client = connect(settings)
     if args.cmd == "network":
         return network.run(client, args)
+    if args.cmd == "service":
+        return services.run(client, args)
     if args.cmd == "graph":
         return graph.run(client, args)
     if args.cmd in pods.VERBS:

@@ -1,0 +1,133 @@
+"""The service registry: create, inspect and remove services.
+
+A service gets a virtual IP per IP version from the service ranges (IPv6 when
+any network is dual stack), unless it is headless; its host ports are checked
+against pods' published ports and other services'. Endpoints are derived
+(selector over pods, or manual), their readiness comes from health checks,
+and the kernel follows through ``Reconciler.sync_services``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import replace
+from typing import Any
+
+from podnet.agent.endpoints import endpoints_of
+from podnet.agent.service import Service
+from podnet.controller.state import Keys
+from podnet.errors import AlreadyExists, Conflict, NotFound
+from podnet.ipam import allocate
+from podnet.model.network import IPAddress, IPNetwork
+from podnet.model.service import ServiceSpec
+from podnet.store.base import Delete, Put
+
+__all__ = ["Registry"]
+
+VIP_LEASES = "/vip-leases/"
+
+
+class Registry:
+    """Services on one node (or cluster, with a shared store)."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.repo = service.repo
+        self.settings = service.settings
+
+    def get(self, name: str) -> ServiceSpec:
+        spec = self.repo.service(name)
+        if spec is None:
+            raise NotFound(
+                f"service {name!r} does not exist", hint="list services with 'podnet service ls'"
+            )
+        return spec
+
+    def create(self, spec: ServiceSpec) -> ServiceSpec:
+        spec.validate()
+        with self.service.lock:
+            if self.repo.service(spec.name) is not None:
+                raise AlreadyExists(
+                    f"service {spec.name!r} already exists",
+                    hint="choose another name or remove it with 'podnet service rm'",
+                )
+            self._check_host_ports(spec)
+            vips = () if spec.headless else self._vips()
+            spec = replace(spec, vips=vips)
+            ops: list[Put | Delete] = [Put(Keys.service(spec.name), spec.to_dict())]
+            expect = {Keys.service(spec.name): 0}
+            for vip in vips:
+                ops.append(Put(f"{VIP_LEASES}{vip}", {"service": spec.name}))
+                expect[f"{VIP_LEASES}{vip}"] = 0
+            self.service.store.commit(ops, expect=expect)
+            try:
+                self.service.reconciler.sync_services()
+            except BaseException:
+                self._delete_records(spec)
+                self.service.reconciler.sync_services()
+                raise
+            return spec
+
+    def remove(self, name: str) -> bool:
+        with self.service.lock:
+            spec = self.repo.service(name)
+            if spec is None:
+                return False
+            self._delete_records(spec)
+            self.service.reconciler.sync_services()
+            return True
+
+    def _delete_records(self, spec: ServiceSpec) -> None:
+        ops: list[Put | Delete] = [Delete(Keys.service(spec.name))]
+        ops += [Delete(f"{VIP_LEASES}{vip}") for vip in spec.vips]
+        ops += [Delete(e.key) for e in self.service.store.list(f"{Keys.HEALTH}{spec.name}/")]
+        self.service.store.commit(ops)
+
+    def _vips(self) -> tuple[IPAddress, ...]:
+        used = {
+            ipaddress.ip_address(e.key.removeprefix(VIP_LEASES))
+            for e in self.service.store.list(VIP_LEASES)
+        }
+        pools: list[IPNetwork] = [ipaddress.ip_network(self.settings.service_pool)]
+        if any(n.subnet_for(6) for n in self.repo.networks().values()):
+            pools.append(ipaddress.ip_network(self.settings.service_pool6))
+        return tuple(
+            allocate(pool, used=used, reserved={pool.network_address}, after=None) for pool in pools
+        )
+
+    def _check_host_ports(self, spec: ServiceSpec) -> None:
+        wanted = [(p.protocol, p.host_port) for p in spec.ports if p.host_port]
+        if not wanted:
+            return
+        taken: dict[tuple[str, int], str] = {}
+        for pod in self.repo.pods().values():
+            for m in pod.ports:
+                taken[(m.protocol, m.host_port)] = f"pod {pod.name!r}"
+        for other in self.repo.services().values():
+            for p in other.ports:
+                if p.host_port:
+                    taken[(p.protocol, p.host_port)] = f"service {other.name!r}"
+        for proto, port in wanted:
+            holder = taken.get((proto, port)) or self.service.port_holder(proto, port)
+            if holder:
+                raise Conflict(
+                    f"host port {port}/{proto} is already taken by {holder}",
+                    hint="pick another host port for the service",
+                )
+
+    def view(self, spec: ServiceSpec) -> dict[str, Any]:
+        """A service as ``service ls/inspect`` show it, endpoints with their health."""
+        pods = list(self.repo.pods().values())
+        health = self.repo.health()
+        endpoints = []
+        for ep in endpoints_of(spec, pods):
+            state = health.get((spec.name, str(ep.address)), "unknown")
+            ready = ep.weight > 0 and (spec.health.kind == "none" or state == "healthy")
+            entry = ep.to_dict()
+            entry.update(health=state if spec.health.kind != "none" else "not checked")
+            entry.update(ready=ready)
+            endpoints.append(entry)
+        out = spec.to_dict()
+        out["endpoints"] = endpoints
+        out["manual_endpoints"] = [e.to_dict() for e in spec.endpoints]
+        return out
