@@ -60,11 +60,11 @@ class Registry:
                 ops.append(Put(f"{VIP_LEASES}{vip}", {"service": spec.name}))
                 expect[f"{VIP_LEASES}{vip}"] = 0
             self.service.store.commit(ops, expect=expect)
-            try:
-                self.service.reconciler.sync_services()
+            try:  # scoped: services and the host's VIP route, no pod is re-read
+                self.service.reconciler.reconcile(scope=())
             except BaseException:
                 self._delete_records(spec)
-                self.service.reconciler.sync_services()
+                self.service.reconciler.reconcile(scope=())
                 raise
             return spec
 
@@ -74,7 +74,7 @@ class Registry:
             if spec is None:
                 return False
             self._delete_records(spec)
-            self.service.reconciler.sync_services()
+            self.service.reconciler.reconcile(scope=())
             return True
 
     def _delete_records(self, spec: ServiceSpec) -> None:

@@ -66,6 +66,13 @@ class Executor:
                 self._repo.forget_netns(name)
             case s.AddBridge(name=name, mtu=mtu, alias=alias):
                 self._host.add_bridge(name, mtu=mtu, alias=alias)
+            case s.AddVipLink(name=name, alias=alias):
+                # An empty bridge, not a dummy: kernels without the dummy module
+                # have bridges, and a route through a device without carrier is
+                # still used (ignore_routes_with_linkdown defaults to 0).
+                self._host.add_bridge(name, alias=alias)
+            case s.AddRoute(netns=ns, dst=dst, ifname=ifname):
+                self._nl(ns).add_route(dst, ifname=ifname)
             case s.AddVeth(netns=ns, ifname=ifname, host_ifname=peer, mtu=mtu, alias=alias):
                 self._host.delete_link(peer)  # a stale host end from a crashed run
                 self._nl(ns).add_veth(ifname, peer, peer_netns=None, mtu=mtu)

@@ -63,4 +63,13 @@ def observe(host: Netlink, netns_prefix: str, pod_netns: Iterable[str]) -> Obser
             sysctls[path] = sysctl.get_path(path).strip()
         except PodnetError:
             sysctls[path] = ""
-    return Observed(host_links=host_links, netns=present, pods=pods, sysctls=sysctls)
+    names = {link.index: link.name for link in host.links()}
+    routes = {
+        (str(r.dst), names.get(r.ifindex or -1, "?"))
+        for v in (4, 6)
+        for r in host.routes(v)
+        if r.dst is not None
+    }
+    return Observed(
+        host_links=host_links, netns=present, pods=pods, sysctls=sysctls, host_routes=routes
+    )

@@ -9,14 +9,14 @@ only tagged or recorded objects are ever removed.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import ip_interface
 
 from podnet.controller import steps as s
 from podnet.errors import Conflict
 from podnet.model.names import netns_name
-from podnet.model.network import IPAddress, Network
+from podnet.model.network import IPAddress, IPNetwork, Network
 from podnet.model.pod import Interface, IPInterface, PodSpec
 
 __all__ = ["LinkState", "Observed", "PodObserved", "plan", "tag"]
@@ -54,6 +54,7 @@ class Observed:
     netns: set[str] = field(default_factory=set)
     pods: dict[str, PodObserved] = field(default_factory=dict)
     sysctls: dict[tuple[str, ...], str] = field(default_factory=dict)
+    host_routes: set[tuple[str, str]] = field(default_factory=set)  # (dst, device)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,7 @@ def plan(
     netns_prefix: str,
     owned_netns: Mapping[str, str],
     trusted: Collection[str] = (),
+    service_pools: Sequence[IPNetwork] = (),
 ) -> list[s.Step]:
     """Every step that brings the kernel to the desired state (no nft).
 
@@ -90,12 +92,39 @@ def plan(
         if ns not in wanted_ns and pod not in pods
     ]
     out += _stale_bridges(networks, observed, table)
+    out += _service_routes(service_pools, observed, table)
     out += [s.SetSysctl(None, p, "1") for p in FORWARDING if observed.sysctls.get(p) != "1"]
     for net in networks.values():
         out += _network(net, observed.host_links.get(net.bridge), ctx)
     for pod in pods.values():
         if pod.name not in trusted:
             out += _pod(pod, networks, observed, ctx)
+    return out
+
+
+#: The dummy interface through which the host routes service VIPs: a locally
+#: generated packet needs a route before nft's output hook can DNAT it.
+VIP_LINK = "pnvip0"
+
+
+def _service_routes(pools: Sequence[IPNetwork], observed: Observed, table: str) -> list[s.Step]:
+    alias = tag(table, "services", "vips")
+    link = observed.host_links.get(VIP_LINK)
+    if not pools:
+        return [s.DeleteLink(None, VIP_LINK)] if link and link.alias == alias else []
+    if link is not None and link.alias != alias:
+        raise Conflict(
+            f"a link named {VIP_LINK!r} exists and is not podnet's",
+            hint="remove it; podnet routes service addresses through it",
+        )
+    out: list[s.Step] = [] if link else [s.AddVipLink(VIP_LINK, alias)]
+    if link is None or not link.up:
+        out.append(s.SetLinkUp(None, VIP_LINK))
+    out += [
+        s.AddRoute(None, pool, VIP_LINK)
+        for pool in pools
+        if (str(pool), VIP_LINK) not in observed.host_routes
+    ]
     return out
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection, Mapping
+from ipaddress import ip_network
 
 from podnet.agent.endpoints import endpoints_of, ready_endpoints
 from podnet.controller.apply import Executor
@@ -22,7 +23,7 @@ from podnet.errors import PodnetError
 from podnet.kernel.netlink import Netlink
 from podnet.kernel.nft import NftRunner
 from podnet.model.names import netns_name
-from podnet.model.network import Network
+from podnet.model.network import IPNetwork, Network
 from podnet.model.pod import PodSpec
 from podnet.rules import render_ruleset
 from podnet.rules.service_layout import SERVICES_CHAIN
@@ -82,12 +83,23 @@ class Reconciler:
             netns_prefix=prefix,
             owned_netns=self.repo.owned_netns(),
             trusted=set(pods) - set(looked_at),
+            service_pools=self._service_pools(),
         )
         attached = [a.as_pod() for a in self.repo.attachments()]
         script = render_ruleset(
             self.settings.nft_table, networks.values(), [*pods.values(), *attached]
         )
         return [*steps, ApplyNft(script.render())]
+
+    def _service_pools(self) -> list[IPNetwork]:
+        """The VIP ranges the host must route, when there are services."""
+        vips = [v for spec in self.repo.services().values() for v in spec.vips]
+        pools: list[IPNetwork] = []
+        for text in (self.settings.service_pool, self.settings.service_pool6):
+            pool = ip_network(text)
+            if any(v in pool for v in vips):
+                pools.append(pool)
+        return pools
 
     def services_state(self) -> ServicesState:
         """Every service with its ready endpoints, as the store says now."""

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from podnet.model.network import IPAddress
+from podnet.model.network import IPAddress, IPNetwork
 from podnet.model.pod import IPInterface
 
 __all__ = [
     "AddAddress",
     "AddBridge",
     "AddDefaultRoute",
+    "AddRoute",
     "AddVeth",
+    "AddVipLink",
     "ApplyNft",
     "CreateNetns",
     "DelAddress",
@@ -43,6 +45,28 @@ class AddBridge:
 
     def describe(self) -> str:
         return f"ip link add {self.name} type bridge mtu {self.mtu} alias {self.alias!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class AddVipLink:
+    """The interface the host routes service VIPs through (nft DNATs them)."""
+
+    name: str
+    alias: str
+
+    def describe(self) -> str:
+        return f"ip link add {self.name} type bridge alias {self.alias!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class AddRoute:
+    netns: str | None
+    dst: IPNetwork
+    ifname: str
+
+    def describe(self) -> str:
+        flag = "-6 " if self.dst.version == 6 else ""
+        return f"ip {flag}{_ns(self.netns)}route replace {self.dst} dev {self.ifname}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +192,8 @@ class ApplyNft:
 
 Step = (
     AddBridge
+    | AddVipLink
+    | AddRoute
     | SetLinkUp
     | AddAddress
     | DelAddress
