@@ -480,7 +480,7 @@ def test_weighted_slots_are_exact_up_to_the_cap_and_fair_beyond(
 
 @pytest.mark.parametrize(
     ("n", "slots"),
-    [(1, 101), (2, 211), (3, 401), (4, 401), (5, 809), (10, 1601), (16, 1601), (17, 3203),
+    [(1, 1601), (2, 1601), (3, 1601), (5, 1601), (10, 1601), (16, 1601), (17, 3203),
      (100, 12809), (129, 16381), (1000, 16381), (20000, 20011)],
 )  # fmt: skip
 def test_maglev_slots_grow_in_steps_up_to_the_cap(n: int, slots: int) -> None:
@@ -669,17 +669,17 @@ def test_plan_maglev() -> None:
     endpoints = (Endpoint(IP("10.88.0.2"), weight=3), Endpoint(IP("10.88.0.3")))
     plan = plan_service(spec, endpoints, CFG)
     [(table, spec_map)] = plan.maps.items()
-    assert table == object_name("mg", "web/tcp/80/ipv4", "211")
+    assert table == object_name("mg", "web/tcp/80/ipv4", "1601")
     assert spec_map.comment == "service:web:tcp/80:ipv4:maglev"
     assert chain_of(plan, "service:web:tcp/80:ipv4")[1] == (
-        f"jhash ip saddr . th sport . ip daddr . th dport mod 211 seed 0x706f646e vmap @{table}",
+        f"jhash ip saddr . th sport . ip daddr . th dport mod 1601 seed 0x706f646e vmap @{table}",
     )
     ep2, rules2 = chain_of(plan, "service:web:tcp/80:ipv4:endpoint 10.88.0.2:8080")
     ep3, rules3 = chain_of(plan, "service:web:tcp/80:ipv4:endpoint 10.88.0.3:8080")
     assert rules2 == ("meta l4proto tcp dnat ip to 10.88.0.2:8080",)
     assert rules3 == ("meta l4proto tcp dnat ip to 10.88.0.3:8080",)
-    assert list(spec_map.elements) == [str(i) for i in range(211)]
-    owners = maglev_owners([("10.88.0.2", 3), ("10.88.0.3", 1)], 211)
+    assert list(spec_map.elements) == [str(i) for i in range(1601)]
+    owners = maglev_owners([("10.88.0.2", 3), ("10.88.0.3", 1)], 1601)
     expected = {"10.88.0.2": f"goto {ep2}", "10.88.0.3": f"goto {ep3}"}
     assert list(spec_map.elements.values()) == [expected[o] for o in owners]
 
@@ -915,7 +915,7 @@ def test_changes_maglev_endpoint_leaving_rewrites_only_its_slots() -> None:
     tx = render_changes(CFG, old, new)
     [dropped] = [c for c in tx.commands if c.startswith("delete element inet podnet mg-")]
     moved = len(_items(dropped.split(" ", 5)[5]))
-    assert 0 < moved < 401 * 2 // 3
+    assert 0 < moved < 1601 * 2 // 3
     gone = object_name("ep", "web/tcp/80/ipv4", "10.88.0.4", "8080")
     assert tx.commands[-1] == f"delete chain inet podnet {gone}"
     model = applied(full(old, Inventory()))

@@ -39,7 +39,8 @@ with the same chains and rules minus the maps.
 :func:`maglev_owners` fills it with :func:`podnet.lb.maglev.build_table`. The
 size grows in steps, not with every endpoint — ``M`` is the smallest prime at
 least ``100 * P`` where ``P`` is the number of endpoints rounded up to a power
-of two, capped — because a table of a new size moves nearly every flow,
+of two and at least 16 (so every service of up to 16 endpoints has 1601
+slots), capped — because a table of a new size moves nearly every flow,
 while a table of the same size moves only about ``1/N`` of them per endpoint
 that comes or goes (the point of Maglev).
 """
@@ -142,6 +143,10 @@ def _dhondt(weights: list[int], seats: int) -> list[int]:
     return held
 
 
+#: Services with up to this many endpoints share one Maglev size (1601 slots).
+MAGLEV_MIN_BUCKET = 16
+
+
 def maglev_slots(endpoints: int, cap: int) -> int:
     """The Maglev table size for ``endpoints`` endpoints (see the module doc).
 
@@ -154,7 +159,10 @@ def maglev_slots(endpoints: int, cap: int) -> int:
     """
     if endpoints < 1:
         raise InvalidInput("a Maglev table needs at least one endpoint")
-    bucket = 1 << (endpoints - 1).bit_length()
+    # A new size moves nearly every flow, so sizes come in few steps: every
+    # service of up to MAGLEV_MIN_BUCKET endpoints shares one, and a service
+    # losing or gaining an endpoint below that keeps its table size.
+    bucket = max(1 << (endpoints - 1).bit_length(), MAGLEV_MIN_BUCKET)
     size = min(_next_prime(_SLOTS_PER_ENDPOINT * bucket), cap)
     return size if size > endpoints else _next_prime(endpoints + 1)
 
