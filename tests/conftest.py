@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +22,9 @@ def _root_ns_state() -> dict[str, set[str]]:
             return set()
         return {line.split()[0] for line in out.splitlines() if line.strip()}
 
+    etc = Path("/etc/netns")  # pods' resolv.conf (podnet.dns.resolv)
     return {
+        "/etc/netns": {str(etc), *os.listdir(etc)} if etc.is_dir() else set(),
         "netns": lines("ip", "netns", "list"),
         "links": lines("ip", "-br", "link"),
         "nft tables": {t for t in _nft_tables()},

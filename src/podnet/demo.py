@@ -99,6 +99,36 @@ def _traffic(lab: Lab, r: Report, pods: dict[str, dict[str, object]]) -> None:
     )
 
 
+def _services(lab: Lab, r: Report, pods: dict[str, dict[str, object]]) -> None:
+    r.section("podnet service create web --port 80 --selector app=web -p 8088:80")
+    lab.podnet(
+        "service", "create", "web", "--port", "80", "--selector", "app=web",
+        "--health", "tcp", "--health-interval", "0.5", "--health-timeout", "0.4", "-p", "8088:80",
+    )  # fmt: skip
+    deadline = time.monotonic() + 15
+    while "2/2" not in lab.podnet("service", "ls").stdout and time.monotonic() < deadline:
+        time.sleep(0.2)
+    r.show(lab.podnet("service", "ls").stdout)
+    r.show(lab.podnet("service", "endpoints", "web").stdout)
+    vip = json.loads(lab.podnet("service", "inspect", "web").stdout)[0]["vips"][0]
+    answered: collections.Counter[str] = collections.Counter()
+    edge_ns = str(pods["edge"]["netns"])
+    for _ in range(40):
+        _, body = lab.wait_http(edge_ns, vip, 80)
+        answered[_field(body, "Hostname")] += 1
+    r.check(
+        set(answered) == {"web-1", "web-2"},
+        f"edge -> VIP {vip}:80, 40 requests balanced in the kernel: {dict(answered)}",
+    )
+    status, body = lab.wait_http(lab.external, lab.host_ip, 8088)
+    r.check(
+        status == 200 and _field(body, "Hostname") in {"web-1", "web-2"},
+        f"external host -> {lab.host_ip}:8088 (the service's host port): "
+        f"answered by {_field(body, 'Hostname')}",
+    )
+    lab.podnet("service", "rm", "web")
+
+
 def run(color: bool) -> int:
     r = Report(color)
     started = time.monotonic()
@@ -116,6 +146,7 @@ def run(color: bool) -> int:
         r.show(lab.podnet("ps").stdout)
         pods = _pods(lab)
         _traffic(lab, r, pods)
+        _services(lab, r, pods)
         r.section(f"podnet down -f {EXAMPLE.name}")
         r.show(lab.podnet("down", "-f", str(EXAMPLE)).stdout)
         r.check(not lab.pod_namespaces(), "no pod namespace left")

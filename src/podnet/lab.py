@@ -28,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
+from podnet.dns.resolv import sync_resolv_confs
 from podnet.kernel import netns
 from podnet.kernel.netlink import Netlink
 from podnet.settings import Settings
@@ -111,6 +112,8 @@ class Lab:
             self._kill_processes_in(name)
         for name in self.namespaces():
             netns.delete(name)
+        with contextlib.suppress(OSError):  # pods' resolv.conf, when no agent removed them
+            sync_resolv_confs(self.settings, {}, {})
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def namespaces(self) -> list[str]:
@@ -252,6 +255,8 @@ def leftovers(lab_ids: Sequence[str]) -> list[str]:
     ]
     tmp = Path(tempfile.gettempdir())
     found += [f"{p} is left over" for i in lab_ids for p in tmp.glob(f"podnet-{i}-*")]
+    etc = Settings().netns_etc
+    found += [f"{p} is left over" for i in lab_ids for p in etc.glob(f"{i}-*")]
     return found
 
 

@@ -18,10 +18,12 @@ from typing import Any
 
 from podnet.errors import InvalidInput
 
-__all__ = ["ENV_PREFIX", "Settings"]
+__all__ = ["ENV_PREFIX", "Settings", "parse_upstreams"]
 
 ENV_PREFIX = "PODNET_"
 _NFT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,10 @@ class Settings:
     service_pool: str = "10.96.0.0/16"
     service_pool6: str = "fd00:96::/112"
     reconcile_interval: float = 10.0
+    # DNS (podnet.agent.runtime): upstreams "host[:port],...", the zone, pods' /etc/netns
+    dns_upstreams: str = ""
+    dns_domain: str = "podnet."
+    netns_etc: Path = Path("/etc/netns")
 
     @property
     def socket_path(self) -> Path:
@@ -47,6 +53,15 @@ class Settings:
     @property
     def store_url(self) -> str:
         return self.store or str(self.state_dir / "state.db")
+
+    @property
+    def upstreams(self) -> tuple[tuple[str, int], ...]:
+        """``dns_upstreams`` as ``(address, port)`` pairs (port 53 unless given).
+
+        Raises:
+            InvalidInput: an entry is not an IP address with an optional port.
+        """
+        return parse_upstreams(self.dns_upstreams)
 
     @property
     def pool4(self) -> ipaddress.IPv4Network:
@@ -115,7 +130,46 @@ class Settings:
             )
         if pool6.prefixlen > 64:
             raise InvalidInput(f"IPv6 pool {pool6} is smaller than a /64", hint="use a /48 or /56")
+        parse_upstreams(self.dns_upstreams)
+        if not _DOMAIN.fullmatch(self.dns_domain) or len(self.dns_domain) > 120:
+            raise InvalidInput(
+                f"DNS domain {self.dns_domain!r} is not valid",
+                hint="PODNET_DNS_DOMAIN takes dot-separated labels, e.g. podnet. or cluster.local.",
+            )
         return self
+
+
+def parse_upstreams(text: str) -> tuple[tuple[str, int], ...]:
+    """Comma-separated ``IP[:PORT]`` entries as ``(address, port)`` pairs (port 53 unless given).
+
+    Raises:
+        InvalidInput: an entry is not an IP address with an optional port.
+    """
+    return tuple(_upstream(part) for part in text.split(",") if part.strip())
+
+
+def _upstream(text: str) -> tuple[str, int]:
+    """``10.0.0.2``, ``10.0.0.2:5353``, ``2001:db8::53`` or ``[2001:db8::53]:5353``."""
+    text = text.strip()
+    host, port = text, "53"
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            host = ""
+        port = rest[1:] if rest else port
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        address, number = ipaddress.ip_address(host), int(port)
+    except ValueError:
+        address, number = None, 0
+    if address is None or not 1 <= number <= 65535:
+        raise InvalidInput(
+            f"DNS upstream {text!r} is not valid",
+            hint="PODNET_DNS_UPSTREAMS takes IP[:PORT] entries separated by commas, "
+            "e.g. 10.0.0.2,[2001:db8::53]:5353",
+        )
+    return str(address), number
 
 
 def _convert(name: str, raw: str) -> Any:

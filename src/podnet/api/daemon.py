@@ -78,19 +78,24 @@ class Agent:
         log.info("converged in %.3fs (%d steps)", time.monotonic() - started, len(steps))
 
     def loop(self) -> None:
-        last_full = time.monotonic()
-        while not self.stopping.wait(1.0):
+        """Every 0.2 s: follow store changes (health, pods) into the services;
+        every second: pod processes; every ``reconcile_interval``: everything."""
+        last_full = last_processes = time.monotonic()
+        while not self.stopping.wait(0.2):
             try:
-                if time.monotonic() - last_full >= self.settings.reconcile_interval:
+                now = time.monotonic()
+                if now - last_full >= self.settings.reconcile_interval:
                     self.converge()
-                    last_full = time.monotonic()
-                else:
-                    with self.reconciler.lock:
+                    last_full = now
+                    continue
+                with self.reconciler.lock:
+                    if now - last_processes >= 1.0:
                         self.reconciler.supervisor.sync(self.service.repo.pods())
-                        revision = self.store.revision()
-                        if revision != self._services_revision:  # e.g. health changed
-                            self.reconciler.sync_services()
-                            self._services_revision = revision
+                        last_processes = now
+                    revision = self.store.revision()
+                    if revision != self._services_revision:  # e.g. health changed
+                        self.reconciler.sync_services()
+                        self._services_revision = revision
             except Exception:
                 log.error("background loop: %s", traceback.format_exc())
 

@@ -8,6 +8,7 @@ within an agent.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Collection, Mapping
 from ipaddress import ip_network
@@ -19,6 +20,7 @@ from podnet.controller.plan import plan
 from podnet.controller.processes import Supervisor
 from podnet.controller.state import Repository
 from podnet.controller.steps import ApplyNft, Step
+from podnet.dns.resolv import sync_resolv_confs, write_resolv_conf
 from podnet.errors import PodnetError
 from podnet.kernel.netlink import Netlink
 from podnet.kernel.nft import NftRunner
@@ -37,6 +39,8 @@ from podnet.rules.services import (
 from podnet.settings import Settings
 
 __all__ = ["Reconciler"]
+
+log = logging.getLogger("podnet.reconciler")
 
 
 class Reconciler:
@@ -198,9 +202,28 @@ class Reconciler:
                 raise
             self._applied = nft.script
             self._services = services
-            if self.supervise:
+            if self.supervise:  # resolv.conf first: `ip netns exec` mounts it for the process
+                self._resolv_confs(networks, pods, scope)
                 self.supervisor.sync(pods)
             return steps
+
+    def _resolv_confs(
+        self,
+        networks: Mapping[str, Network],
+        pods: Mapping[str, PodSpec],
+        scope: Collection[str] | None,
+    ) -> None:
+        if scope is None:
+            sync_resolv_confs(self.settings, pods, networks)
+            return
+        for name in scope:
+            pod = pods.get(name)
+            if pod is None:
+                continue
+            try:
+                write_resolv_conf(self.settings, pod, networks)
+            except OSError as exc:
+                log.error("resolv.conf of pod %s: %s", name, exc)
 
     def teardown(self) -> None:
         """Remove everything this agent owns: processes, netns, bridges, its table."""
@@ -209,6 +232,7 @@ class Reconciler:
             steps = self.plan({}, {})[:-1]
             with Netlink(None) as host:
                 Executor(host, self.repo, self.nft).run(steps)
+            sync_resolv_confs(self.settings, {}, {})
             if self.nft.list_json("inet", self.settings.nft_table) is not None:
                 self.nft.apply(f"delete table inet {self.settings.nft_table}\n")
             self._applied = None

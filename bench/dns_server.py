@@ -1,4 +1,3 @@
-# ruff: noqa: E402  (dnspython is imported after the sys.path fix below)
 """Benchmark: UDP queries per second answered by podnet's DNS server, against dnsmasq.
 
 Both serve the same names on 127.0.0.1, each in its own process, and one
@@ -27,13 +26,6 @@ prints numbers and asserts nothing about them.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# This script is named dns.py: keep its folder from shadowing dnspython's ``dns``.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
 import argparse
 import asyncio
 import contextlib
@@ -44,9 +36,11 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import dns.exception
 import dns.message
