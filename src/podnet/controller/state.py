@@ -18,9 +18,9 @@ handing one address out twice impossible, even across processes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from podnet.model.attachment import CniAttachment
 from podnet.model.network import IPAddress, Network
@@ -36,6 +36,9 @@ __all__ = [
     "pod_ops",
     "pod_removal_ops",
 ]
+
+
+T = TypeVar("T")
 
 
 class Keys:
@@ -114,17 +117,15 @@ class Repository:
     def __init__(self, store: Store) -> None:
         self.store = store
 
+    def _by_name(self, prefix: str, parse: Callable[[dict[str, Any]], T]) -> dict[str, T]:
+        """Every value under ``prefix``, parsed, by the rest of its key."""
+        return {e.key.removeprefix(prefix): parse(e.value) for e in self.store.list(prefix)}
+
     def networks(self) -> dict[str, Network]:
-        return {
-            e.key.removeprefix(Keys.NETWORKS): Network.from_dict(e.value)
-            for e in self.store.list(Keys.NETWORKS)
-        }
+        return self._by_name(Keys.NETWORKS, Network.from_dict)
 
     def pods(self) -> dict[str, PodSpec]:
-        return {
-            e.key.removeprefix(Keys.PODS): PodSpec.from_dict(e.value)
-            for e in self.store.list(Keys.PODS)
-        }
+        return self._by_name(Keys.PODS, PodSpec.from_dict)
 
     def network(self, name: str) -> Network | None:
         entry = self.store.get(Keys.network(name))
@@ -151,10 +152,7 @@ class Repository:
         return CniAttachment.from_dict(entry.value) if entry else None
 
     def services(self) -> dict[str, ServiceSpec]:
-        return {
-            e.key.removeprefix(Keys.SERVICES): ServiceSpec.from_dict(e.value)
-            for e in self.store.list(Keys.SERVICES)
-        }
+        return self._by_name(Keys.SERVICES, ServiceSpec.from_dict)
 
     def service(self, name: str) -> ServiceSpec | None:
         entry = self.store.get(Keys.service(name))
@@ -179,10 +177,7 @@ class Repository:
         return ProcessStatus.from_dict(entry.value) if entry else ProcessStatus()
 
     def statuses(self) -> dict[str, ProcessStatus]:
-        return {
-            e.key.removeprefix(Keys.STATUS): ProcessStatus.from_dict(e.value)
-            for e in self.store.list(Keys.STATUS)
-        }
+        return self._by_name(Keys.STATUS, ProcessStatus.from_dict)
 
     def set_status(self, pod: str, status: ProcessStatus) -> None:
         self.store.put(Keys.status(pod), status.to_dict())
