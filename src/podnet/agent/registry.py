@@ -13,11 +13,11 @@ import ipaddress
 from dataclasses import replace
 from typing import Any
 
-from podnet.agent.endpoints import endpoints_of
 from podnet.agent.service import Service
 from podnet.controller.state import Keys
 from podnet.errors import AlreadyExists, Conflict, NotFound
 from podnet.ipam import allocate
+from podnet.lb.endpoints import endpoints_of
 from podnet.model.network import IPAddress, IPNetwork
 from podnet.model.service import ServiceSpec
 from podnet.store.base import Delete, Put

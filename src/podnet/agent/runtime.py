@@ -51,12 +51,12 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from podnet.agent.endpoints import endpoints_of, ready_endpoints
 from podnet.controller.state import Keys, Repository
 from podnet.dns import DEFAULT_DOMAIN, DnsServer, Zone, build_zone
 from podnet.dns.resolv import sync_resolv_confs
 from podnet.errors import PodnetError, StoreConflict
 from podnet.health import HealthMonitor, HealthState, HealthStatus, Target
+from podnet.lb.endpoints import endpoints_of, ready_endpoints
 from podnet.model.network import IPAddress, Network
 from podnet.model.pod import PodSpec
 from podnet.model.service import ServiceSpec

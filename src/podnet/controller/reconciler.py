@@ -13,7 +13,6 @@ import threading
 from collections.abc import Collection, Mapping
 from ipaddress import ip_network
 
-from podnet.agent.endpoints import endpoints_of, ready_endpoints
 from podnet.controller.apply import Executor
 from podnet.controller.observe import observe
 from podnet.controller.plan import plan
@@ -24,6 +23,7 @@ from podnet.dns.resolv import sync_resolv_confs, write_resolv_conf
 from podnet.errors import PodnetError
 from podnet.kernel.netlink import Netlink
 from podnet.kernel.nft import NftRunner
+from podnet.lb.endpoints import endpoints_of, ready_endpoints
 from podnet.model.names import netns_name
 from podnet.model.network import IPNetwork, Network
 from podnet.model.pod import PodSpec
