@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from podnet.agent.service import Service
+from podnet.controller.observe import device_routes
 from podnet.controller.processes import Supervisor
 from podnet.controller.reconciler import Reconciler
 from podnet.controller.state import Repository
@@ -27,10 +28,9 @@ def host_routes() -> list[tuple[IPNetwork, str]]:
     with Netlink(None) as nl:
         names = {link.index: link.name for link in nl.links()}
         return [
-            (r.dst, names.get(r.ifindex or -1, "?"))
-            for v in (4, 6)
-            for r in nl.routes(v)
-            if r.dst is not None and not r.dst.is_link_local and r.dst.prefixlen > 0
+            (dst, dev)
+            for dst, dev in device_routes(nl, names)
+            if not dst.is_link_local and dst.prefixlen > 0
         ]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from podnet.controller.plan import (
     FORWARDING,
@@ -15,18 +15,30 @@ from podnet.controller.plan import (
 from podnet.errors import PodnetError
 from podnet.kernel import netns, sysctl
 from podnet.kernel.netlink import Netlink
+from podnet.model.network import IPNetwork
 from podnet.model.pod import IPInterface
 
-__all__ = ["observe"]
+__all__ = ["device_routes", "observe"]
 
 
-def _link_states(nl: Netlink) -> dict[str, LinkState]:
+def device_routes(nl: Netlink, names: Mapping[int, str]) -> list[tuple[IPNetwork, str]]:
+    """Every main-table route with a destination, as (destination, device name)."""
+    return [
+        (r.dst, names.get(r.ifindex or -1, "?"))
+        for v in (4, 6)
+        for r in nl.routes(v)
+        if r.dst is not None
+    ]
+
+
+def _link_states(nl: Netlink) -> tuple[dict[str, LinkState], dict[int, str]]:
+    """The links with their addresses, and index -> name (one dump of each)."""
     links = nl.links()
     names = {link.index: link.name for link in links}
     addrs: dict[int, set[IPInterface]] = defaultdict(set)
     for addr in nl.addresses():
         addrs[addr.ifindex].add(addr.interface)
-    return {
+    states = {
         link.name: LinkState(
             name=link.name,
             kind=link.kind,
@@ -37,12 +49,13 @@ def _link_states(nl: Netlink) -> dict[str, LinkState]:
         )
         for link in links
     }
+    return states, names
 
 
 def _pod_state(name: str) -> PodObserved:
     with Netlink(name) as nl:
         gateways = {r.gateway for v in (4, 6) for r in nl.routes(v) if r.dst is None and r.gateway}
-        return PodObserved(links=_link_states(nl), gateways=gateways)
+        return PodObserved(links=_link_states(nl)[0], gateways=gateways)
 
 
 def observe(host: Netlink, netns_prefix: str, pod_netns: Iterable[str]) -> Observed:
@@ -55,7 +68,7 @@ def observe(host: Netlink, netns_prefix: str, pod_netns: Iterable[str]) -> Obser
                 pods[name] = _pod_state(name)
             except PodnetError:
                 present.discard(name)  # vanished while we looked: plan re-creates it
-    host_links = _link_states(host)
+    host_links, names = _link_states(host)
     sysctls: dict[tuple[str, ...], str] = {}
     bridges = [n for n, link in host_links.items() if link.kind == "bridge" and link.alias]
     for path in (*FORWARDING, *(route_localnet(b) for b in bridges)):
@@ -63,13 +76,7 @@ def observe(host: Netlink, netns_prefix: str, pod_netns: Iterable[str]) -> Obser
             sysctls[path] = sysctl.get_path(path).strip()
         except PodnetError:
             sysctls[path] = ""
-    names = {link.index: link.name for link in host.links()}
-    routes = {
-        (str(r.dst), names.get(r.ifindex or -1, "?"))
-        for v in (4, 6)
-        for r in host.routes(v)
-        if r.dst is not None
-    }
+    routes = {(str(dst), dev) for dst, dev in device_routes(host, names)}
     return Observed(
         host_links=host_links, netns=present, pods=pods, sysctls=sysctls, host_routes=routes
     )
