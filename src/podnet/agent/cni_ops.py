@@ -232,9 +232,9 @@ class CniOps:
         spec = PodSpec(draft.as_pod().name, (Attachment(net.name, inv.ifname, fixed),), ports)
         if delegated is not None:
             check_ports(spec, networks, alloc, self.service.port_holder)
-            return _with(draft, addresses=tuple(ip.address for ip in delegated.ips))
+            return replace(draft, addresses=tuple(ip.address for ip in delegated.ips))
         admitted = admit_pod(spec, networks, alloc, self.service.port_holder)
-        return _with(draft, addresses=admitted.interfaces[0].addresses)
+        return replace(draft, addresses=admitted.interfaces[0].addresses)
 
     def _record(self, att: CniAttachment) -> None:
         key = Keys.attachment(att.network, att.container_id, att.ifname)
@@ -288,7 +288,7 @@ class CniOps:
             attach.detach(gone, self.host)
             return
         if inv.netns and att.netns != inv.netns:
-            att = _with(att, netns=inv.netns)
+            att = replace(att, netns=inv.netns)
         self._forget(att, env, inv.path, conf)
 
     def gc(self, conf: NetConf, env: Mapping[str, str], path: Sequence[str]) -> None:
@@ -380,10 +380,6 @@ class CniOps:
             if isinstance(exc, CniError) and exc.code == ErrorCode.PLUGIN_NOT_AVAILABLE:
                 raise
             raise CniError(ErrorCode.PLUGIN_NOT_AVAILABLE, exc.message, exc.hint or "") from None
-
-
-def _with(att: CniAttachment, **changes: object) -> CniAttachment:
-    return replace(att, **changes)  # type: ignore[arg-type]
 
 
 def _network_of(conf: NetConf) -> str:

@@ -59,7 +59,6 @@ class Agent:
         self.reconciler = node.reconciler
         self.service = node.service
         self.stopping = threading.Event()
-        self._services_revision = -1
 
     def info(self) -> dict[str, Any]:
         return {
@@ -92,10 +91,8 @@ class Agent:
                     if now - last_processes >= 1.0:
                         self.reconciler.supervisor.sync(self.service.repo.pods())
                         last_processes = now
-                    revision = self.store.revision()
-                    if revision != self._services_revision:  # e.g. health changed
+                    if self.reconciler.services_stale():  # e.g. health changed
                         self.reconciler.sync_services()
-                        self._services_revision = revision
             except Exception:
                 log.error("background loop: %s", traceback.format_exc())
 

@@ -17,10 +17,10 @@ from podnet.controller.apply import Executor
 from podnet.controller.observe import observe
 from podnet.controller.plan import plan
 from podnet.controller.processes import Supervisor
-from podnet.controller.state import Repository
+from podnet.controller.state import Keys, Repository
 from podnet.controller.steps import ApplyNft, Step
 from podnet.dns.resolv import sync_resolv_confs, write_resolv_conf
-from podnet.errors import PodnetError
+from podnet.errors import PodnetError, StoreConflict
 from podnet.kernel.netlink import Netlink
 from podnet.kernel.nft import NftRunner
 from podnet.lb.endpoints import endpoints_of, ready_endpoints
@@ -64,6 +64,7 @@ class Reconciler:
         self._applied: str | None = None  # the ruleset the last pass applied
         self._services_config = ServicesConfig(table=settings.nft_table)
         self._services: ServicesState | None = None  # what the kernel holds; None: unknown
+        self._services_revision: int | None = None  # the store revision it was read at
 
     def plan(
         self,
@@ -89,11 +90,13 @@ class Reconciler:
             trusted=set(pods) - set(looked_at),
             service_pools=self._service_pools(),
         )
+        return [*steps, ApplyNft(self._ruleset(networks, pods))]
+
+    def _ruleset(self, networks: Mapping[str, Network], pods: Mapping[str, PodSpec]) -> str:
+        """The networks-and-pods part of the table; CNI attachments count as pods."""
         attached = [a.as_pod() for a in self.repo.attachments()]
-        script = render_ruleset(
-            self.settings.nft_table, networks.values(), [*pods.values(), *attached]
-        )
-        return [*steps, ApplyNft(script.render())]
+        everyone = [*pods.values(), *attached]
+        return render_ruleset(self.settings.nft_table, networks.values(), everyone).render()
 
     def _service_pools(self) -> list[IPNetwork]:
         """The VIP ranges the host must route, when there are services."""
@@ -133,6 +136,20 @@ class Reconciler:
         rules = self.nft.chain_rules("inet", self.settings.nft_table, SERVICES_CHAIN)
         return bool(rules)
 
+    def services_stale(self) -> bool:
+        """Whether anything services depend on (services, pods, health) changed
+        since the last sync; other writes (process status, records) do not count."""
+        synced = self._services_revision
+        if synced is None or self._services is None:
+            return True
+        try:
+            return any(
+                self.repo.store.watch(prefix, synced, timeout=0)
+                for prefix in (Keys.SERVICES, Keys.PODS, Keys.HEALTH)
+            )
+        except StoreConflict:  # history compacted past it: assume changed
+            return True
+
     def sync_services(self) -> bool:
         """Bring the kernel's service load balancer to the store; True if nft ran.
 
@@ -140,8 +157,10 @@ class Reconciler:
         retried as a full sync.
         """
         with self.lock:
+            revision = self.repo.store.revision()
             new = self.services_state()
             script = self._services_script(new)
+            self._services_revision = revision
             if not script:
                 return False
             try:
@@ -161,11 +180,7 @@ class Reconciler:
         no netlink observation, one nft call at most.
         """
         with self.lock:
-            networks, pods = self.repo.networks(), self.repo.pods()
-            attached = [a.as_pod() for a in self.repo.attachments()]
-            script = render_ruleset(
-                self.settings.nft_table, networks.values(), [*pods.values(), *attached]
-            ).render()
+            script = self._ruleset(self.repo.networks(), self.repo.pods())
             if script == self._applied:
                 return False
             self.nft.apply(script)
@@ -186,6 +201,7 @@ class Reconciler:
             steps = self.plan(networks, pods, scope)
             nft = steps[-1]
             assert isinstance(nft, ApplyNft)
+            revision = self.repo.store.revision()
             services = self.services_state()
             if scope is None and not self._services_intact():
                 self._services = None  # lost (e.g. the table was deleted): sync in full
@@ -201,7 +217,7 @@ class Reconciler:
                 self._services = None  # unknown now: the next pass syncs in full
                 raise
             self._applied = nft.script
-            self._services = services
+            self._services, self._services_revision = services, revision
             if self.supervise:  # resolv.conf first: `ip netns exec` mounts it for the process
                 self._resolv_confs(networks, pods, scope)
                 self.supervisor.sync(pods)
@@ -236,3 +252,4 @@ class Reconciler:
             if self.nft.list_json("inet", self.settings.nft_table) is not None:
                 self.nft.apply(f"delete table inet {self.settings.nft_table}\n")
             self._applied = None
+            self._services = self._services_revision = None  # the table is gone
