@@ -215,6 +215,8 @@ def test_down_all_removes_every_topology_and_cli_object(lab: Lab, tmp_path: Path
     assert lab.podnet("ps", "-q").stdout.split() == []
     assert lab.podnet("network", "ls", "-q").stdout.split() == []
     assert not lab.pod_namespaces()
+    time.sleep(1.0)  # several turns of the agent's 0.2 s loop: nothing re-creates it
+    assert "podnet" not in lab.run(["nft", "list", "tables"]).stdout
 
 
 def test_reset_removes_exactly_what_podnet_owns(lab: Lab, tmp_path: Path) -> None:

@@ -157,6 +157,8 @@ class Reconciler:
         retried as a full sync.
         """
         with self.lock:
+            if self._nothing_wanted(self.repo.networks(), self.repo.pods()):
+                return False  # the table is reconcile's to drop, not this sync's to declare
             revision = self.repo.store.revision()
             new = self.services_state()
             script = self._services_script(new)
@@ -201,6 +203,11 @@ class Reconciler:
             steps = self.plan(networks, pods, scope)
             nft = steps[-1]
             assert isinstance(nft, ApplyNft)
+            if self._nothing_wanted(networks, pods):  # e.g. after `down --all`
+                with Netlink(None) as host:
+                    Executor(host, self.repo, self.nft).run(steps[:-1])
+                self._drop_table()
+                return steps[:-1]
             revision = self.repo.store.revision()
             services = self.services_state()
             if scope is None and not self._services_intact():
@@ -249,7 +256,15 @@ class Reconciler:
             with Netlink(None) as host:
                 Executor(host, self.repo, self.nft).run(steps)
             sync_resolv_confs(self.settings, {}, {})
-            if self.nft.list_json("inet", self.settings.nft_table) is not None:
-                self.nft.apply(f"delete table inet {self.settings.nft_table}\n")
-            self._applied = None
-            self._services = self._services_revision = None  # the table is gone
+            self._drop_table()
+
+    def _nothing_wanted(self, networks: Mapping[str, Network], pods: Mapping[str, PodSpec]) -> bool:
+        """No network, pod, attachment or service: podnet's table should not exist."""
+        return not (networks or pods or self.repo.attachments() or self.repo.services())
+
+    def _drop_table(self) -> None:
+        """Delete podnet's own table (if present); the kernel's state is then known."""
+        if self.nft.chain_rules("inet", self.settings.nft_table, "prerouting") is not None:
+            self.nft.apply(f"delete table inet {self.settings.nft_table}\n")
+        self._applied = None
+        self._services = self._services_revision = None  # no service layout: next sync is full
