@@ -52,6 +52,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,7 @@ from podnet.kernel import netns  # noqa: E402
 from podnet.lab import Lab  # noqa: E402
 from podnet.lab import leftovers as lab_leftovers  # noqa: E402
 from podnet.model.service import Endpoint, HealthCheck, ServicePort, ServiceSpec  # noqa: E402
+from podnet.rules.services import ServicesConfig, plan_service  # noqa: E402
 from podnet.store import Put, open_store  # noqa: E402
 
 NETWORK, SUBNET = "front", "10.89.0.0/24"
@@ -228,6 +230,38 @@ def load_services(lab: Lab, total: int) -> dict[str, float]:
         "reconcile_again_s": again,
         "reconcile_again_steps": float(len(steps)),
     }
+
+
+def endpoint_change(lab: Lab, total: int, rounds: int) -> dict[str, float]:
+    """One manual endpoint of one service replaced with ``total`` loaded: seconds
+    from the store commit until the kernel's backend map holds the new address
+    (polled with ``nft get element``, ~5 ms a poll), median of ``rounds``."""
+    name = f"dummy-{total // 2:05d}"
+    config = ServicesConfig(table=lab.settings.nft_table)
+    store = open_store(lab.settings.store_url)
+    times: list[float] = []
+    try:
+        for i in range(rounds):
+            entry = store.get(Keys.service(name))
+            assert entry is not None, name
+            spec = ServiceSpec.from_dict(entry.value)
+            address = ipaddress.ip_address(f"10.89.0.{240 + i % 8}")
+            new = replace(spec, endpoints=(Endpoint(address),))
+            (the_map, key), value = next(
+                (k, v)
+                for k, v in plan_service(new, new.endpoints, config).elements.items()
+                if k[0].startswith("service_backends")
+            )
+            argv = ["nft", "get", "element", "inet", config.table, the_map, f"{{ {key} }}"]
+            start = time.perf_counter()
+            store.put(Keys.service(name), new.to_dict())
+            while value.split()[0] not in lab.run(argv, check=False).stdout:
+                if time.perf_counter() - start > 30:
+                    raise RuntimeError(f"{name}'s new endpoint {address} never reached nft")
+            times.append(time.perf_counter() - start)
+    finally:
+        store.close()
+    return {"median_s": statistics.median(times), "max_s": max(times), "rounds": float(rounds)}
 
 
 def nft_has(lab: Lab, text: str) -> bool:
@@ -496,6 +530,8 @@ def bench(lab: Lab, args: argparse.Namespace) -> dict[str, Any]:
         last = f"dummy-{load - 2:05d}"
         if not nft_has(lab, vip_of(lab, last)):
             raise RuntimeError(f"the VIP of {last} is not in nft after the reconcile")
+        sync["endpoint_change"] = endpoint_change(lab, load, max(5, args.runs))
+        log(f"[{load} services] one endpoint change -> nft: {sync['endpoint_change']}")
         entry: dict[str, Any] = {"sync": sync, "throughput": throughput(lab, args, load)}
         if result["health_monitor"]:
             entry["convergence"] = convergence(lab, args, load)
@@ -556,6 +592,12 @@ def render(s: dict[str, Any]) -> str:
             f"({sync['commit_s']:.3f}s); POST /v1/reconcile (full sync through the agent) "
             f"{sync['reconcile_s']:.3f}s; again with nothing to change "
             f"{sync['reconcile_again_s']:.3f}s ({sync['reconcile_again_steps']:.0f} steps)"
+        )
+        change = sync["endpoint_change"]
+        lines.append(
+            f"one endpoint change with {load} services, store commit -> element in nft: "
+            f"median {change['median_s'] * 1000:.1f} ms, max {change['max_s'] * 1000:.1f} ms "
+            f"({change['rounds']:.0f} changes; includes `nft get element` polling)"
         )
     rs = s["results"]["restart"]
     lines.append(

@@ -77,10 +77,17 @@ class Agent:
         log.info("converged in %.3fs (%d steps)", time.monotonic() - started, len(steps))
 
     def loop(self) -> None:
-        """Every 0.2 s: follow store changes (health, pods) into the services;
-        every second: pod processes; every ``reconcile_interval``: everything."""
+        """On every store change (at most every 0.2 s without one): follow
+        services, pods and health into the kernel's load balancer; every second:
+        pod processes; every ``reconcile_interval``: everything."""
         last_full = last_processes = time.monotonic()
-        while not self.stopping.wait(0.2):
+        seen = self.store.revision()
+        while not self.stopping.wait(0.005):  # a floor, so our own writes cannot spin us
+            with contextlib.suppress(PodnetError):  # a closing store: the loop ends next
+                self.store.watch("/", seen, timeout=0.2)  # wakes at once on a write
+            if self.stopping.is_set():
+                break
+            seen = self.store.revision()
             try:
                 now = time.monotonic()
                 if now - last_full >= self.settings.reconcile_interval:
@@ -90,6 +97,7 @@ class Agent:
                 with self.reconciler.lock:
                     if now - last_processes >= 1.0:
                         self.reconciler.supervisor.sync(self.service.repo.pods())
+                        self.routes.sync()  # proxy processes and sidecar tables
                         last_processes = now
                     if self.reconciler.services_stale():  # e.g. health changed
                         self.reconciler.sync_services()
@@ -105,7 +113,7 @@ def run_agent(settings: Settings) -> int:
     agent.converge()
     server = ApiServer(
         settings.socket_path,
-        build_router(agent.service, agent.info()),
+        build_router(agent.service, agent.info(), agent.routes),
         on_error=lambda exc: log.error("API handler: %s", "".join(traceback.format_exception(exc))),
     )
     server.start()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Collection, Mapping
 from ipaddress import ip_network
 
@@ -17,13 +18,13 @@ from podnet.controller.apply import Executor
 from podnet.controller.observe import observe
 from podnet.controller.plan import plan
 from podnet.controller.processes import Supervisor
+from podnet.controller.service_index import ServiceIndex
 from podnet.controller.state import Keys, Repository
 from podnet.controller.steps import ApplyNft, Step
 from podnet.dns.resolv import sync_resolv_confs, write_resolv_conf
 from podnet.errors import PodnetError, StoreConflict
 from podnet.kernel.netlink import Netlink
 from podnet.kernel.nft import NftRunner
-from podnet.lb.endpoints import endpoints_of, ready_endpoints
 from podnet.model.names import netns_name
 from podnet.model.network import IPNetwork, Network
 from podnet.model.pod import PodSpec
@@ -65,6 +66,7 @@ class Reconciler:
         self._services_config = ServicesConfig(table=settings.nft_table)
         self._services: ServicesState | None = None  # what the kernel holds; None: unknown
         self._services_revision: int | None = None  # the store revision it was read at
+        self.index = ServiceIndex(repo.store)  # services, pods, health: kept from watch events
 
     def plan(
         self,
@@ -100,7 +102,8 @@ class Reconciler:
 
     def _service_pools(self) -> list[IPNetwork]:
         """The VIP ranges the host must route, when there are services."""
-        vips = [v for spec in self.repo.services().values() for v in spec.vips]
+        self.index.refresh()
+        vips = [v for spec in self.index.specs().values() for v in spec.vips]
         pools: list[IPNetwork] = []
         for text in (self.settings.service_pool, self.settings.service_pool6):
             pool = ip_network(text)
@@ -110,17 +113,15 @@ class Reconciler:
 
     def services_state(self) -> ServicesState:
         """Every service with its ready endpoints, as the store says now."""
-        services = self.repo.services()
-        pods = list(self.repo.pods().values())
-        health = self.repo.health()
-        ready = {
-            name: ready_endpoints(spec, endpoints_of(spec, pods), health)
-            for name, spec in services.items()
-        }
-        return ServicesState.of(services.values(), ready)
+        with self.lock:
+            self.index.refresh()
+            return self.index.state()
 
-    def _services_script(self, new: ServicesState) -> str:
-        """Full sync when the kernel's service state is unknown, else the changes."""
+    def _services_script(self, new: ServicesState, changed: frozenset[str] | None = None) -> str:
+        """Full sync when the kernel's service state is unknown, else the changes.
+
+        ``changed``: the services that may differ from the last sync's (None: any).
+        """
         if self._services is None:
             existing = self.nft.list_json("inet", self.settings.nft_table)
             inventory = Inventory.from_nft_json(existing) if existing else None
@@ -128,7 +129,7 @@ class Reconciler:
                 self._services_config, new.services.values(), new.endpoints, existing=inventory
             )
         else:
-            tx = render_changes(self._services_config, self._services, new)
+            tx = render_changes(self._services_config, self._services, new, only=changed)
         return tx.render()
 
     def _services_intact(self) -> bool:
@@ -157,12 +158,13 @@ class Reconciler:
         retried as a full sync.
         """
         with self.lock:
-            if self._nothing_wanted(self.repo.networks(), self.repo.pods()):
+            self.index.refresh()
+            if self._nothing_wanted(self.repo.networks(), self.index.has_pods()):
                 return False  # the table is reconcile's to drop, not this sync's to declare
-            revision = self.repo.store.revision()
-            new = self.services_state()
-            script = self._services_script(new)
-            self._services_revision = revision
+            started = time.perf_counter()
+            new, changed = self.index.state(), self.index.take_changes()
+            script = self._services_script(new, changed)
+            self._services_revision = self.index.revision
             if not script:
                 return False
             try:
@@ -173,6 +175,11 @@ class Reconciler:
                 self._services = None
                 self.nft.apply(self._services_script(new))
             self._services = new
+            log.info(
+                "services synced: %s in %.1f ms",
+                "all" if changed is None else f"{len(changed)} changed",
+                (time.perf_counter() - started) * 1000,
+            )
             return True
 
     def sync_rules(self) -> bool:
@@ -208,11 +215,11 @@ class Reconciler:
                     Executor(host, self.repo, self.nft).run(steps[:-1])
                 self._drop_table()
                 return steps[:-1]
-            revision = self.repo.store.revision()
-            services = self.services_state()
+            self.index.refresh()
+            services, changed = self.index.state(), self.index.take_changes()
             if scope is None and not self._services_intact():
                 self._services = None  # lost (e.g. the table was deleted): sync in full
-            service_script = self._services_script(services)
+            service_script = self._services_script(services, changed)
             if scope is not None and nft.script == self._applied and not service_script:
                 steps = steps[:-1]
             else:  # service chains first: the ruleset's hooks jump to them
@@ -224,7 +231,7 @@ class Reconciler:
                 self._services = None  # unknown now: the next pass syncs in full
                 raise
             self._applied = nft.script
-            self._services, self._services_revision = services, revision
+            self._services, self._services_revision = services, self.index.revision
             if self.supervise:  # resolv.conf first: `ip netns exec` mounts it for the process
                 self._resolv_confs(networks, pods, scope)
                 self.supervisor.sync(pods)
@@ -258,9 +265,10 @@ class Reconciler:
             sync_resolv_confs(self.settings, {}, {})
             self._drop_table()
 
-    def _nothing_wanted(self, networks: Mapping[str, Network], pods: Mapping[str, PodSpec]) -> bool:
+    def _nothing_wanted(self, networks: Mapping[str, Network], pods: object) -> bool:
         """No network, pod, attachment or service: podnet's table should not exist."""
-        return not (networks or pods or self.repo.attachments() or self.repo.services())
+        self.index.refresh()
+        return not (networks or pods or self.repo.attachments() or self.index.specs())
 
     def _drop_table(self) -> None:
         """Delete podnet's own table (if present); the kernel's state is then known."""

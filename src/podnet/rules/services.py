@@ -55,7 +55,7 @@ Choices, with the measurements behind them (nft 1.0.6, Linux 6.18, 2 vCPUs;
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from podnet.errors import InvalidInput
@@ -148,19 +148,35 @@ def render_full(
     return full_transaction(config, plans, existing)
 
 
-def render_changes(config: ServicesConfig, old: ServicesState, new: ServicesState) -> Transaction:
+def render_changes(
+    config: ServicesConfig,
+    old: ServicesState,
+    new: ServicesState,
+    *,
+    only: Collection[str] | None = None,
+) -> Transaction:
     """The transaction that moves the kernel from ``old`` to ``new``.
 
     Only services whose spec or endpoints differ are compiled and touched;
     an empty transaction means there is nothing to do. Uniqueness of VIPs and
     host ports is not re-checked here (that would read every service): the
-    caller admits services, and :func:`render_full` checks.
+    caller admits services, and :func:`render_full` checks. ``only``: the
+    services that may differ, when the caller knows (the others are not even
+    compared); None: compare them all.
 
     Raises:
         InvalidInput: an endpoint weight is negative or too large.
     """
-    changed = [name for name in new.services if _differs(old, new, name)]
-    changed += [name for name in old.services if name not in new.services]
+    if only is None:
+        changed = [name for name in new.services if _differs(old, new, name)]
+        changed += [name for name in old.services if name not in new.services]
+    else:
+        changed = [
+            name
+            for name in only
+            if (name in new.services and _differs(old, new, name))
+            or (name in old.services and name not in new.services)
+        ]
     pairs = [(_plan(config, old, name), _plan(config, new, name)) for name in sorted(changed)]
     return change_transaction(config, pairs)
 
