@@ -29,7 +29,7 @@ from podnet.model.names import netns_name
 from podnet.model.network import IPNetwork, Network
 from podnet.model.pod import PodSpec
 from podnet.rules import render_ruleset
-from podnet.rules.service_layout import SERVICES_CHAIN
+from podnet.rules.service_layout import SYNCED_SET
 from podnet.rules.services import (
     Inventory,
     ServicesConfig,
@@ -133,9 +133,8 @@ class Reconciler:
         return tx.render()
 
     def _services_intact(self) -> bool:
-        """The kernel still has the services dispatch rules a sync put there."""
-        rules = self.nft.chain_rules("inet", self.settings.nft_table, SERVICES_CHAIN)
-        return bool(rules)
+        """The kernel still has the services part a full sync put there (its marker set)."""
+        return self.nft.has_set("inet", self.settings.nft_table, SYNCED_SET)
 
     def services_stale(self) -> bool:
         """Whether anything services depend on (services, pods, health) changed
@@ -158,15 +157,17 @@ class Reconciler:
         retried as a full sync.
         """
         with self.lock:
+            started = time.perf_counter()
             self.index.refresh()
             if self._nothing_wanted(self.repo.networks(), self.index.has_pods()):
                 return False  # the table is reconcile's to drop, not this sync's to declare
-            started = time.perf_counter()
+            read = time.perf_counter()
             new, changed = self.index.state(), self.index.take_changes()
             script = self._services_script(new, changed)
             self._services_revision = self.index.revision
             if not script:
                 return False
+            rendered = time.perf_counter()
             try:
                 self.nft.apply(script)
             except PodnetError:
@@ -175,10 +176,14 @@ class Reconciler:
                 self._services = None
                 self.nft.apply(self._services_script(new))
             self._services = new
+            done = time.perf_counter()
             log.info(
-                "services synced: %s in %.1f ms",
+                "services synced: %s in %.1f ms (store %.1f, render %.1f, nft %.1f)",
                 "all" if changed is None else f"{len(changed)} changed",
-                (time.perf_counter() - started) * 1000,
+                (done - started) * 1000,
+                (read - started) * 1000,
+                (rendered - read) * 1000,
+                (done - rendered) * 1000,
             )
             return True
 

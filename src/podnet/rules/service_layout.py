@@ -65,6 +65,7 @@ __all__ = [
     "MASQUERADE_CHAIN",
     "NODEPORTS_MAP",
     "SERVICES_CHAIN",
+    "SYNCED_SET",
     "ServicesConfig",
     "backends_map",
     "declare_static",
@@ -73,6 +74,10 @@ __all__ = [
 ]
 
 SERVICES_CHAIN = "services"
+#: An always-empty set a full sync declares: listing it is cheap at any scale
+#: (nft 1.0.6 fetches every set element of the table to list a chain: seconds
+#: with 10,000 services), and its absence means the services part is gone.
+SYNCED_SET = "services_synced"
 MASQUERADE_CHAIN = "service_masquerade"
 IPS_MAP = {4: "service_ips4", 6: "service_ips6"}
 NODEPORTS_MAP = {4: "service_nodeports4", 6: "service_nodeports6"}
@@ -243,6 +248,7 @@ def declare_static(tx: Transaction, config: ServicesConfig) -> Transaction:
         tx.add_map(IPS_MAP[v], f"{addr} . inet_proto . inet_service", "verdict")
         tx.add_map(NODEPORTS_MAP[v], "inet_proto . inet_service", "verdict")
         tx.add_set(HAIRPIN_SET[v], f"{addr} . {addr} . {addr}")
+    tx.add_set(SYNCED_SET, "ipv4_addr", comment="podnet: services synced")
     backends = _backend_maps()
     for name, key, data in backends:
         tx.add_map(name, key, data, typeof=True)
