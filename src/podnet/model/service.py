@@ -7,7 +7,6 @@ health-checks its endpoints. This module holds the types only.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from typing import Any
 
 from podnet.errors import InvalidInput
 from podnet.model.names import check_name
-from podnet.model.network import IPAddress
+from podnet.model.network import IPAddress, parse_ip
 from podnet.model.ports import PROTOCOLS
 
 __all__ = [
@@ -147,7 +146,7 @@ class Endpoint:
     @staticmethod
     def from_dict(data: Mapping[str, Any]) -> Endpoint:
         return Endpoint(
-            address=ipaddress.ip_address(data["address"]),
+            address=parse_ip(data["address"]),
             pod=data.get("pod"),
             weight=int(data.get("weight", 1)),
             ready=bool(data.get("ready", True)),
@@ -225,6 +224,6 @@ class ServiceSpec:
             headless=bool(data.get("headless", False)),
             endpoints=tuple(Endpoint.from_dict(e) for e in data.get("endpoints", [])),
             health=HealthCheck.from_dict(data.get("health", {})),
-            vips=tuple(ipaddress.ip_address(v) for v in data.get("vips", [])),
+            vips=tuple(parse_ip(v) for v in data.get("vips", [])),
             owner=str(data.get("owner", "")),
         )
