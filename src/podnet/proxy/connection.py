@@ -118,6 +118,11 @@ class Connection:
         return self.their_state in _PAUSED
 
     @property
+    def buffered(self) -> int:
+        """How many received bytes wait unprocessed (e.g. an incomplete head)."""
+        return len(self._buf)
+
+    @property
     def trailing_data(self) -> tuple[bytes, bool]:
         """Buffered unprocessed bytes and whether the peer has closed (for passthrough)."""
         return bytes(self._buf), self._their_eof
@@ -160,6 +165,8 @@ class Connection:
         self._cycle.start_next_cycle()
         self._reader, self._writer = _EMPTY_READER, _EMPTY_WRITER
         self._request_method, self._waiting_continue = b"", False
+        if not self._buf and not self._their_eof:
+            return []  # the common case: nothing pipelined, nothing to parse
         return self._drain(self._buf)
 
     def _drain(self, buf: Buffer) -> list[Event]:

@@ -21,6 +21,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from podnet.proxy.events import Request, Response
 from podnet.proxy.framing import Body
 from podnet.proxy.headers import Headers, split_list
@@ -68,8 +70,21 @@ _NOT_IN_TRAILERS = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=1024)
+def _valid(value: bytes) -> bytes:
+    """``value`` checked as a field value (cached: a proxy adds few distinct values --
+    its protocol, its Via, its clients' addresses -- so the check runs once per value).
+
+    Raises:
+        LocalProtocolError: not a valid field value.
+    """
+    return Headers([(b"x", value)]).raw_items()[0][1]
+
+
 def strip_hop_by_hop(headers: Headers) -> Headers:
     """Remove hop-by-hop fields and the fields named in Connection (but not Host/Content-Length)."""
+    if b"connection" not in headers:
+        return headers.without(HOP_BY_HOP)
     named = set(split_list(headers.get_all(b"connection"))) - _PROTECTED
     return headers.without(HOP_BY_HOP | named)
 
@@ -82,12 +97,16 @@ def add_forwarding(
     Raises:
         LocalProtocolError: a value is not a valid field value.
     """
-    chain = [*headers.get_all(b"x-forwarded-for"), client]
-    added = [(b"X-Forwarded-For", b", ".join(chain)), (b"X-Forwarded-Proto", proto)]
+    client = _valid(client)
+    chain = headers.get_all(b"x-forwarded-for")  # values of a Headers: valid already
+    added = [
+        (b"X-Forwarded-For", b", ".join([*chain, client]) if chain else client),
+        (b"X-Forwarded-Proto", _valid(proto)),
+    ]
     if host is not None:
-        added.append((b"X-Forwarded-Host", host))
-    added.append((b"Via", via))
-    return headers.without(_FORWARDED).extended(added)
+        added.append((b"X-Forwarded-Host", _valid(host)))
+    added.append((b"Via", _valid(via)))
+    return headers.without(_FORWARDED)._extended_trusted(added)
 
 
 def forward_request(
@@ -103,17 +122,19 @@ def forward_request(
     headers = strip_hop_by_hop(request.headers)
     extra: list[tuple[bytes, bytes]] = []
     if b"host" not in headers and request.authority is not None:
-        extra.append((b"Host", request.authority))
-    if request.upgrade is not None and not request.is_connect:
-        extra += [(b"Connection", b"upgrade"), (b"Upgrade", request.upgrade)]
+        extra.append((b"Host", _valid(request.authority)))
+    upgrade = request.upgrade
+    if upgrade is not None and not request.is_connect:
+        extra += [(b"Connection", b"upgrade"), (b"Upgrade", _valid(upgrade))]
     if request.framing.body is Body.CHUNKED:
         extra.append((b"Transfer-Encoding", b"chunked"))
-    host = request.headers.get(b"host")
+    if extra:
+        headers = headers._extended_trusted(extra)
     headers = add_forwarding(
-        headers.extended(extra),
+        headers,
         client=client,
         proto=proto,
-        host=host,
+        host=request.headers.get(b"host"),
         via=request.version + b" " + pseudonym,
     )
     return Request(request.method, request.target, b"1.1", headers)
@@ -129,8 +150,9 @@ def forward_trailers(trailers: Headers) -> Headers:
 def forward_response(response: Response, *, pseudonym: bytes = b"podnet") -> Response:
     """The response to send downstream for ``response`` received from upstream."""
     headers = strip_hop_by_hop(response.headers)
-    upgrade = response.headers.get(b"upgrade")
-    extra = [(b"Via", response.version + b" " + pseudonym)]
-    if response.status == 101 and upgrade is not None:
-        extra = [(b"Connection", b"upgrade"), (b"Upgrade", upgrade), *extra]
-    return Response(response.status, response.reason, headers.extended(extra))
+    extra = [(b"Via", _valid(response.version + b" " + pseudonym))]
+    if response.status == 101:
+        upgrade = response.headers.get(b"upgrade")  # a value of a Headers: valid
+        if upgrade is not None:
+            extra = [(b"Connection", b"upgrade"), (b"Upgrade", upgrade), *extra]
+    return Response(response.status, response.reason, headers._extended_trusted(extra))

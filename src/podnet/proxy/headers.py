@@ -161,6 +161,12 @@ class Headers:
             [*self._pairs, *added], [*self._names, *(name.lower() for name, _ in added)]
         )
 
+    def _extended_trusted(self, pairs: list[Pair]) -> Headers:
+        """A copy with ``pairs`` appended; the caller guarantees they are valid fields."""
+        return Headers._trusted(
+            [*self._pairs, *pairs], [*self._names, *(name.lower() for name, _ in pairs)]
+        )
+
     def replaced(self, name: bytes | str, value: bytes | str) -> Headers:
         """A copy where every field called ``name`` is replaced by one line at the end."""
         return self.without([_as_bytes(name).lower()]).with_field(name, value)

@@ -94,7 +94,7 @@ class Responder:
         clock: wall clock for the ``Date`` header (seconds since the epoch).
     """
 
-    __slots__ = ("_date", "_json_prefix", "_status", "_status_line", "_text_prefix")
+    __slots__ = ("_date", "_json_prefix", "_status", "_status_line", "_text_prefix", "requests")
 
     def __init__(
         self,
@@ -111,6 +111,8 @@ class Responder:
         self._status = status
         self._status_line = status_line(status)
         self._date = _HttpDate(clock)
+        #: Requests answered so far, except ``/health`` and ``/count`` (which reports it).
+        self.requests = 0
 
     def peer(self, remote_addr: str) -> Peer:
         """The per-connection parts for a client at ``remote_addr`` (``ip:port``)."""
@@ -122,11 +124,39 @@ class Responder:
         path = _path(request.target)
         if path == b"/health":
             return self._frame(_OK_LINE, b"ok\n", _TEXT, request)
+        if path == b"/count":
+            return self._frame(_OK_LINE, b"%d\n" % self.requests, _TEXT, request)
+        self.requests += 1
+        if path.startswith(b"/status/"):
+            return self._status_answer(path[8:], request)
+        if path == b"/upload":
+            return self._frame(_OK_LINE, b"%d\n" % request.body_length, _TEXT, request)
         if self._status in _NO_BODY_STATUS:
             return self._frame(self._status_line, None, _TEXT, request)
         if path == b"/api":
             return self._frame(self._status_line, self._json(request, peer), _JSON, request)
         return self._frame(self._status_line, peer.text_prefix + request.head, _TEXT, request)
+
+    def _status_answer(self, code: bytes, request: Request) -> bytes:
+        """``/status/NNN``: answer NNN (200-599), with ``NNN\\n`` as body when it may have one."""
+        status = int(code) if code.isdigit() and len(code) == 3 else 0
+        if not 200 <= status <= 599:
+            return self._frame(status_line(400), b"status must be 200-599\n", _TEXT, request)
+        body = None if status in _NO_BODY_STATUS else b"%d\n" % status
+        return self._frame(status_line(status), body, _TEXT, request)
+
+    def stream_head(self, length: int, request: Request) -> bytes:
+        """The head of a ``/bytes/N`` answer (the connection streams the body)."""
+        if not request.keep_alive:
+            connection = _CLOSE
+        elif request.version == b"HTTP/1.0":
+            connection = _KEEP_ALIVE_10
+        else:
+            connection = b""
+        fields = b"Content-Type: application/octet-stream\r\nContent-Length: %d\r\n" % length
+        return b"".join(
+            (_OK_LINE, b"Date: ", self._date.get(), b"\r\n", fields, connection, b"\r\n")
+        )
 
     def reject(self, rejected: Rejected) -> bytes:
         """The response to a request that is refused; the connection closes."""

@@ -30,11 +30,43 @@ from podnet.workload.http1 import (
     Request,
     RequestParser,
 )
+from podnet.workload.special import (
+    CHUNK,
+    SPECIAL,
+    WebSocketEcho,
+    bytes_length,
+    delay_of,
+    is_websocket,
+    websocket_accept,
+)
 
 __all__ = ["ConnectionSettings", "ConnectionTracker", "WhoamiProtocol"]
 
 _LINGER: Final = 2.0
 _TIMEOUT: Final = Rejected(408, "request not received in time")
+_ZEROS: Final = bytes(CHUNK)
+
+
+class _Stream:
+    """A queued ``/bytes/N`` answer: its head now, N bytes as the client reads."""
+
+    __slots__ = ("head", "length")
+
+    def __init__(self, head: bytes, length: int) -> None:
+        self.head = head
+        self.length = length
+
+
+class _Upgrade:
+    """A queued WebSocket handshake answer; the connection then echoes frames."""
+
+    __slots__ = ("head",)
+
+    def __init__(self, head: bytes) -> None:
+        self.head = head
+
+
+Answer = bytes | _Stream | _Upgrade
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +136,12 @@ class WhoamiProtocol(asyncio.Protocol):
         "_peer",
         "_queue",
         "_settings",
+        "_stream_left",
         "_timer",
         "_tracker",
         "_transport",
+        "_write_blocked",
+        "_ws",
     )
 
     def __init__(self, settings: ConnectionSettings, tracker: ConnectionTracker) -> None:
@@ -116,7 +151,10 @@ class WhoamiProtocol(asyncio.Protocol):
         self._parser = RequestParser(max_head=settings.max_head, max_body=settings.max_body)
         self._transport: asyncio.Transport | None = None
         self._peer = Peer("", b"")
-        self._queue: deque[tuple[float, bytes]] = deque()
+        self._queue: deque[tuple[float, Answer]] = deque()
+        self._stream_left = 0  # bytes of a /bytes/N answer still to write
+        self._write_blocked = False
+        self._ws: WebSocketEcho | None = None
         self._delay_timer: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None  # idle, then linger
         self._deadline = 0.0
@@ -139,13 +177,22 @@ class WhoamiProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing or self._draining:
             return
+        if self._ws is not None:
+            self._echo(data)
+            return
         parser = self._parser
         events = parser.feed(data)
         if events or parser.in_body:
             self._deadline = self._loop.time() + self._settings.idle_timeout
         if not events:
             return
-        if self._settings.delay > 0:
+        special = self._settings.delay > 0 or bool(self._queue) or self._stream_left > 0
+        if not special:
+            for event in events:
+                if event.__class__ is Request and event.target.startswith(SPECIAL):
+                    special = True
+                    break
+        if special:
             self._enqueue(events)
         else:
             self._write_now(events)
@@ -162,14 +209,18 @@ class WhoamiProtocol(asyncio.Protocol):
         self._tracker.discard(self)
 
     def pause_writing(self) -> None:
+        self._write_blocked = True
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self._write_blocked = False
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.resume_reading()
+            if self._stream_left:
+                self._pump()
 
     # control by the server
 
@@ -206,10 +257,44 @@ class WhoamiProtocol(asyncio.Protocol):
         now = time.monotonic()
         for event in events:
             immediate = isinstance(event, ContinueExpected | Rejected) or is_health(event)
-            due = now if immediate else now + self._settings.delay
-            self._queue.append((due, self._render(event)))
-        if self._delay_timer is None:
+            delay = 0.0 if immediate else self._settings.delay
+            answer: Answer | None = None
+            if isinstance(event, Request) and event.target.startswith(SPECIAL):
+                delay = delay_of(event) or delay
+                answer = self._special(event)
+            self._queue.append((now + delay, self._render(event) if answer is None else answer))
+        if self._delay_timer is None and not self._stream_left:
             self._schedule_queue()
+
+    def _special(self, request: Request) -> Answer | None:
+        length = bytes_length(request)
+        if length is not None:
+            self._settings.responder.requests += 1
+            return _Stream(self._settings.responder.stream_head(length, request), length)
+        if is_websocket(request):
+            self._settings.responder.requests += 1
+            return _Upgrade(websocket_accept(request))
+        return None
+
+    def _pump(self) -> None:
+        """Write the rest of a /bytes/N body while the client keeps up."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        while self._stream_left and not self._write_blocked:
+            size = min(CHUNK, self._stream_left)
+            transport.write(_ZEROS if size == CHUNK else _ZEROS[:size])
+            self._stream_left -= size
+        if not self._stream_left and self._delay_timer is None:
+            self._write_due()
+
+    def _echo(self, data: bytes) -> None:
+        assert self._ws is not None and self._transport is not None
+        out, close = self._ws.feed(data)
+        if out:
+            self._transport.write(out)
+        if close:
+            self._finish()
 
     def _schedule_queue(self) -> None:
         wait = max(0.0, self._queue[0][0] - time.monotonic())
@@ -220,9 +305,24 @@ class WhoamiProtocol(asyncio.Protocol):
         now = time.monotonic()
         due: list[bytes] = []
         while self._queue and self._queue[0][0] <= now:
-            due.append(self._queue.popleft()[1])
+            answer = self._queue.popleft()[1]
+            if isinstance(answer, bytes):
+                due.append(answer)
+            elif isinstance(answer, _Stream):
+                due.append(answer.head)
+                self._stream_left = answer.length
+                break
+            else:
+                due.append(answer.head)
+                self._start_websocket()
+                break
         if due and self._transport is not None:
             self._transport.write(b"".join(due))
+        if self._ws is not None:
+            return
+        if self._stream_left:
+            self._pump()
+            return
         if self._queue:
             self._schedule_queue()
         elif self._parser.done or self._eof or self._draining:
@@ -233,7 +333,9 @@ class WhoamiProtocol(asyncio.Protocol):
     def _on_timer(self) -> None:
         self._timer = None
         now = self._loop.time()
-        if self._queue:  # busy with delayed answers, not idle
+        if self._ws is not None:
+            return  # a WebSocket: no HTTP idle timeout
+        if self._queue or self._stream_left:  # busy with delayed answers, not idle
             self._deadline = now + self._settings.idle_timeout
         if self._deadline > now:
             self._timer = self._loop.call_at(self._deadline, self._on_timer)
@@ -246,6 +348,14 @@ class WhoamiProtocol(asyncio.Protocol):
             self._transport.abort()  # the client stopped reading
         else:
             self._transport.close()
+
+    def _start_websocket(self) -> None:
+        self._queue.clear()
+        self._ws = WebSocketEcho()
+        self._cancel_timers()
+        leftover = self._parser.take_buffer()
+        if leftover:
+            self._loop.call_soon(self._echo, leftover)
 
     def _finish(self) -> None:
         """Half-close after the last answer; abort if the client lingers."""

@@ -22,6 +22,8 @@ class Request(NamedTuple):
     host: bytes
     #: False when the connection closes after this request's response.
     keep_alive: bool
+    #: How many body bytes the request carried (counted, not kept).
+    body_length: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,6 +95,7 @@ class RequestParser:
 
     __slots__ = (
         "_body_seen",
+        "_body_total",
         "_buf",
         "_max_body",
         "_max_head",
@@ -114,6 +115,7 @@ class RequestParser:
         self._pending: Request | None = None  # head read, body not yet
         self._remaining = 0  # body or chunk bytes still to discard
         self._body_seen = 0  # chunked body bytes, or trailer bytes, so far
+        self._body_total = 0  # body bytes of the current request
         self._readers = (
             self._read_head,
             self._read_body,
@@ -137,6 +139,12 @@ class RequestParser:
     def has_partial(self) -> bool:
         """True when some bytes of a request that is not complete were received."""
         return self._state != _HEAD or bool(self._buf)
+
+    def take_buffer(self) -> bytes:
+        """Hand over buffered unparsed bytes (after a protocol switch) and stop parsing."""
+        buf, self._buf = self._buf, b""
+        self._state = _DONE
+        return buf
 
     def feed(self, data: bytes) -> list[Event]:
         """Add received bytes; return the events they complete, in order."""
@@ -163,6 +171,9 @@ class RequestParser:
         request = self._pending
         assert request is not None
         self._pending = None
+        if self._body_total:
+            request = request._replace(body_length=self._body_total)
+            self._body_total = 0
         events.append(request)
         self._state = _HEAD if request.keep_alive else _DONE
         return pos
@@ -195,7 +206,7 @@ class RequestParser:
             self._body_seen = 0
             self._state = _CHUNK_SIZE
         else:
-            self._remaining = framing.length
+            self._remaining = self._body_total = framing.length
             self._state = _BODY
         return pos
 
@@ -222,6 +233,7 @@ class RequestParser:
             return self._reject(events, 400, "malformed chunk size")
         self._remaining = int(size, 16)
         self._body_seen += self._remaining
+        self._body_total += self._remaining
         if self._body_seen > self._max_body:
             return self._reject(events, 413, "request body too large")
         self._state = _CHUNK_DATA if self._remaining else _TRAILERS

@@ -3,7 +3,11 @@
 On any path it answers, as text, who answered (``Hostname``, one ``IP`` line
 per interface address) and what it received (``RemoteAddr``, the request line
 and header lines). ``/api`` answers the same as JSON; ``/health`` answers
-``ok``. Like traefik/whoami, so that a load balancer's choices are visible.
+``ok``. For tests: ``/status/NNN`` answers NNN, ``/delay/S`` waits S seconds,
+``/bytes/N`` streams N bytes, ``/upload`` answers the request body's length,
+``/count`` the number of requests answered so far, ``/ws`` is a WebSocket echo
+(see :mod:`podnet.workload.special`). Like traefik/whoami, so that a load
+balancer's choices are visible.
 
 From code::
 
@@ -230,6 +234,9 @@ def _arguments() -> argparse.ArgumentParser:
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to hold each answer")
     parser.add_argument("--idle-timeout", type=float, default=60.0, help="seconds (default 60)")
     parser.add_argument("--quiet", action="store_true", help="print nothing at start")
+    parser.add_argument(
+        "--max-body", type=int, default=DEFAULT_MAX_BODY, help="largest request body (bytes)"
+    )
     return parser
 
 
@@ -249,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             delay=args.delay,
             quiet=args.quiet,
             idle_timeout=args.idle_timeout,
+            max_body=args.max_body,
         )
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
             runner.run(_serve_until_signal(options))
