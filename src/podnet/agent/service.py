@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from podnet.agent.admission import Allocations, PortChecker, admit_pod, resolve_network
+from podnet.controller.proxies import ProxySupervisor
 from podnet.controller.reconciler import Reconciler
 from podnet.controller.state import (
     Keys,
@@ -51,8 +52,21 @@ class Service:
         self.reconciler = reconciler
         self.settings = reconciler.settings
         self._host_routes = host_routes
-        self.port_holder = port_holder
+        self._probe_port = port_holder
         self.lock: threading.RLock = reconciler.lock
+        #: L7 proxy processes and sidecar tables (podnet.agent.routes drives it).
+        self.proxies = ProxySupervisor(
+            store, log_dir=self.settings.state_dir / "logs", env=self.settings.to_env()
+        )
+
+    def port_holder(self, protocol: str, port: int) -> str | None:
+        """Who holds a host port besides pods and services: an edge proxy in the
+        store (even while its process is down), else any listening process."""
+        if protocol == "tcp":
+            for proxy in self.repo.proxies().values():
+                if proxy.mode == "edge" and proxy.host_port == port:
+                    return f"proxy {proxy.name!r}"
+        return self._probe_port(protocol, port)
 
     # -- networks --------------------------------------------------------
 
@@ -247,6 +261,8 @@ class Service:
     def reset(self) -> None:
         """Remove everything podnet owns: pods, networks, their kernel objects, its table."""
         with self.lock:
+            if self.reconciler.supervise:  # proxies first: sidecars live in pods' netns
+                self.proxies.remove_all()
             self.reconciler.teardown()
             ops: list[Put | Delete] = [Delete(e.key) for e in self.store.list("/")]
             if ops:

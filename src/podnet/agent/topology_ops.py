@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from podnet.agent.admission import admit_pod, resolve_network
+from podnet.agent.routes import RouteOps
 from podnet.agent.service import Service
 from podnet.topology import Topology, plan_changes
 
@@ -30,12 +31,18 @@ def up(service: Service, topology: Topology, *, dry_run: bool = False) -> dict[s
         alloc = service.allocations(new_pods.values())
         for spec in (*changes.replace_pods, *changes.add_pods):
             new_pods[spec.name] = admit_pod(spec, new_nets, alloc, service.port_holder)
-        result: dict[str, Any] = {"topology": topology.name, "changes": changes.summary()}
+        l7 = RouteOps(service)  # routes and proxies: checked before anything changes
+        l7_routes = {r.name: r for r in topology.routes}
+        proxies = {p.name: p for p in topology.proxies}
+        _, l7_changes = l7.plan_desired(l7_routes, proxies, topology.owner, new_pods)
+        summary = changes.summary() + l7_changes
+        result: dict[str, Any] = {"topology": topology.name, "changes": summary}
         if dry_run:
             steps = service.reconciler.plan(new_nets, new_pods)
             result["steps"] = [step.describe() for step in steps]
             return result
         service.apply_desired(new_nets, new_pods, stop=removed_pods)
+        l7.apply_desired(l7_routes, proxies, topology.owner)  # sidecars need their pods first
         return result
 
 
@@ -47,11 +54,23 @@ def down(service: Service, owner: str | None) -> dict[str, Any]:
         def mine(obj_owner: str) -> bool:
             return owner is None or obj_owner == owner
 
+        l7 = RouteOps(service)  # first: sidecars run inside the pods
+        l7_changes = []
+        for gone_owner in sorted({owner} if owner is not None else _l7_owners(l7)):
+            l7_changes += l7.apply_desired({}, {}, gone_owner)
         gone_pods = sorted(n for n, p in pods.items() if mine(p.owner))
         gone_nets = sorted(n for n, net in networks.items() if mine(net.owner))
         kept_nets = {n: net for n, net in networks.items() if n not in gone_nets}
         kept_pods = {n: p for n, p in pods.items() if n not in gone_pods}
         service.apply_desired(kept_nets, kept_pods, stop=gone_pods)
         return {
-            "changes": [f"- pod {n}" for n in gone_pods] + [f"- network {n}" for n in gone_nets]
+            "changes": l7_changes
+            + [f"- pod {n}" for n in gone_pods]
+            + [f"- network {n}" for n in gone_nets]
         }
+
+
+def _l7_owners(l7: RouteOps) -> set[str]:
+    """Every owner of a route or proxy (``down --all`` removes them all)."""
+    owners = {r.owner for r in l7.repo.routes().values()}
+    return owners | {p.owner for p in l7.repo.proxies().values()}

@@ -22,6 +22,7 @@ from typing import Any
 
 from podnet import __version__
 from podnet.agent.assemble import assemble
+from podnet.agent.routes import RouteOps
 from podnet.agent.runtime import AsyncRuntime
 from podnet.api.http import ApiServer
 from podnet.api.routes import build_router
@@ -58,6 +59,7 @@ class Agent:
         self.store = node.store
         self.reconciler = node.reconciler
         self.service = node.service
+        self.routes = RouteOps(node.service)  # one: it keeps proxy snapshot versions
         self.stopping = threading.Event()
 
     def info(self) -> dict[str, Any]:
@@ -97,7 +99,10 @@ class Agent:
                 with self.reconciler.lock:
                     if now - last_processes >= 1.0:
                         self.reconciler.supervisor.sync(self.service.repo.pods())
-                        self.routes.sync()  # proxy processes and sidecar tables
+                        try:  # proxy processes and sidecar tables; never holds up services
+                            self.routes.sync()
+                        except Exception:
+                            log.error("proxies: %s", traceback.format_exc())
                         last_processes = now
                     if self.reconciler.services_stale():  # e.g. health changed
                         self.reconciler.sync_services()

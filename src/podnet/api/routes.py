@@ -11,11 +11,13 @@ from typing import Any
 from podnet.agent import topology_ops
 from podnet.agent.cni_ops import CniOps
 from podnet.agent.registry import Registry
+from podnet.agent.routes import RouteOps
 from podnet.agent.service import Service
 from podnet.api.http import RawResponse, Request, Router
 from podnet.errors import InvalidInput
 from podnet.model.network import NetworkRequest
 from podnet.model.pod import PodSpec
+from podnet.model.route import ProxySpec, RouteSpec
 from podnet.model.service import ServiceSpec
 from podnet.topology import loads
 
@@ -40,12 +42,16 @@ def _tail(path: str, lines: int) -> str:
     return "".join(text.splitlines(keepends=True)[-lines:])
 
 
-def build_router(service: Service, info: dict[str, Any]) -> Router:
-    """Every route of API v1."""
+def build_router(service: Service, info: dict[str, Any], routes: RouteOps | None = None) -> Router:
+    """Every route of API v1. ``routes``: the agent's one RouteOps (it keeps
+    snapshot versions); a fresh one when not given."""
     r = Router()
     r.add("GET", "/v1/info", lambda req: info)
     for add_routes in (_networks, _pods, _topology, _services, _cni, _admin):
         add_routes(r, service)
+    ops = routes or RouteOps(service)
+    _l7_routes(r, ops)
+    _proxies(r, ops)
     return r
 
 
@@ -162,6 +168,68 @@ def _services(r: Router, service: Service) -> None:
             service.store.watch("/", revision, timeout=min(left, 5.0))
 
     r.add("GET", "/v1/services/{name}/endpoints", endpoints)
+
+
+def _l7_routes(r: Router, ops: RouteOps) -> None:
+    def put(req: Request) -> dict[str, Any]:
+        body = _body(req)
+        name = req.params["name"]
+        if body.get("name", name) != name:
+            raise InvalidInput(f"route body names {body.get('name')!r}, the URL {name!r}")
+        return ops.route_view(ops.set_route(RouteSpec.from_dict({**body, "name": name})))
+
+    def weights(req: Request) -> dict[str, Any]:
+        raw = _body(req).get("weights")
+        if not isinstance(raw, dict):
+            raise InvalidInput('weights must be an object {"BACKEND": WEIGHT}')
+        try:
+            parsed = {str(k): int(v) for k, v in raw.items()}
+        except (TypeError, ValueError):
+            raise InvalidInput("weights must be whole numbers", hint="e.g. web-v2=50") from None
+        return ops.route_view(ops.set_weights(req.params["name"], parsed))
+
+    r.add("GET", "/v1/routes", lambda req: [ops.route_view(s) for s in ops.repo.routes().values()])
+    r.add("GET", "/v1/routes/{name}", lambda req: ops.route_view(ops.route(req.params["name"])))
+    r.add("PUT", "/v1/routes/{name}", put)
+    r.add("POST", "/v1/routes/{name}/weights", weights)
+    r.add(
+        "DELETE", "/v1/routes/{name}", lambda req: {"removed": ops.remove_route(req.params["name"])}
+    )
+
+
+#: How long a snapshot long-poll waits before answering 304 (the contract's ~25 s).
+SNAPSHOT_WAIT = 25.0
+
+
+def _proxies(r: Router, ops: RouteOps) -> None:
+    def snapshot(req: Request) -> dict[str, Any] | RawResponse:
+        """``?wait=VERSION``: answer when the version differs, or 304 after ~25 s."""
+        wait = req.query.get("wait")
+        try:
+            version = None if wait is None else int(wait)
+            timeout = min(float(req.query.get("timeout", SNAPSHOT_WAIT)), 300.0)
+        except ValueError:
+            raise InvalidInput("wait must be a snapshot version, timeout seconds") from None
+        snap = ops.wait_snapshot(req.params["name"], version, timeout)
+        if snap is None:
+            return RawResponse(304, {}, b"")
+        return snap.to_dict()
+
+    r.add(
+        "GET", "/v1/proxies", lambda req: [ops.proxy_view(p) for p in ops.repo.proxies().values()]
+    )
+    r.add("GET", "/v1/proxies/{name}", lambda req: ops.proxy_view(ops.proxy(req.params["name"])))
+    r.add(
+        "POST",
+        "/v1/proxies",
+        lambda req: ops.proxy_view(ops.create_proxy(ProxySpec.from_dict(_body(req)))),
+    )
+    r.add(
+        "DELETE",
+        "/v1/proxies/{name}",
+        lambda req: {"removed": ops.remove_proxy(req.params["name"])},
+    )
+    r.add("GET", "/v1/proxies/{name}/snapshot", snapshot)
 
 
 def _cni(r: Router, service: Service) -> None:

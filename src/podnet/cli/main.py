@@ -7,7 +7,8 @@ import json
 import sys
 
 from podnet import __version__
-from podnet.cli import cni, graph, network, pods, services, topology
+from podnet.cli import cni, graph, network, pods, proxies, routes, services, topology
+from podnet.cli import proxy as proxy_run
 from podnet.cli.connect import connect
 from podnet.errors import PodnetError
 from podnet.settings import Settings
@@ -35,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_parser(sub)
     cni.add_parser(sub)
     services.add_parser(sub)
+    routes.add_parser(sub)
+    proxy = sub.add_parser("proxy", help="L7 proxies: edge proxies and pod sidecars")
+    proxy_verbs = proxy.add_subparsers(dest="verb", required=True)
+    proxies.add_commands(proxy_verbs)  # create|ls|inspect|rm
+    proxy_run.add_run_parser(proxy_verbs)  # listed here; main() dispatches it before parsing
     schema = sub.add_parser("topology", help="topology file tools")
     schema.add_argument("what", choices=["schema"], help="print the JSON Schema")
     who = sub.add_parser("whoami", help="run the built-in HTTP workload", add_help=False)
@@ -78,6 +84,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return network.run(client, args)
     if args.cmd == "service":
         return services.run(client, args)
+    if args.cmd == "route":
+        return routes.run(client, args)
+    if args.cmd == "proxy" and args.verb in proxies.VERBS:
+        return proxies.run(client, args)
     if args.cmd == "graph":
         return graph.run(client, args)
     if args.cmd in pods.VERBS:
@@ -92,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         from podnet.workload.whoami import main as whoami_main
 
         return whoami_main(argv[1:])
+    if argv[:2] == ["proxy", "run"]:  # a long-running process with options of its own
+        from podnet.cli.proxy import main as proxy_main
+
+        return proxy_main(argv[2:])
     args = _parser().parse_args(argv)
     try:
         return _dispatch(args)

@@ -11,6 +11,12 @@ Keys (values are JSON objects)::
     /cni/<network>/<cid>/<if>   CniAttachment: a runtime's container on a network
     /services/<name>            ServiceSpec (VIPs resolved)
     /health/<service>/<ip>      {"state": ..., "reason": ...}: an endpoint's health
+    /routes/<name>              RouteSpec: an L7 route
+    /proxies/<name>             ProxySpec: an edge proxy or a pod's sidecar
+    /proxy-status/<name>        ProcessStatus (+ "argv") of the proxy's process
+
+Proxy processes keep their status apart from pods' (``/status/``), so the pod
+supervisor never takes a proxy for a pod that is gone.
 
 Leases are separate keys so that a compare-and-swap ``put(expect=0)`` makes
 handing one address out twice impossible, even across processes.
@@ -25,6 +31,7 @@ from typing import Any, TypeVar
 from podnet.model.attachment import CniAttachment
 from podnet.model.network import IPAddress, Network
 from podnet.model.pod import PodSpec
+from podnet.model.route import ProxySpec, RouteSpec
 from podnet.model.service import ServiceSpec
 from podnet.store.base import Delete, Put, Store
 
@@ -53,6 +60,21 @@ class Keys:
     CNI = "/cni/"
     SERVICES = "/services/"
     HEALTH = "/health/"
+    ROUTES = "/routes/"
+    PROXIES = "/proxies/"
+    PROXY_STATUS = "/proxy-status/"
+
+    @staticmethod
+    def route(name: str) -> str:
+        return Keys.ROUTES + name
+
+    @staticmethod
+    def proxy(name: str) -> str:
+        return Keys.PROXIES + name
+
+    @staticmethod
+    def proxy_status(name: str) -> str:
+        return Keys.PROXY_STATUS + name
 
     @staticmethod
     def service(name: str) -> str:
@@ -157,6 +179,20 @@ class Repository:
     def service(self, name: str) -> ServiceSpec | None:
         entry = self.store.get(Keys.service(name))
         return ServiceSpec.from_dict(entry.value) if entry else None
+
+    def routes(self) -> dict[str, RouteSpec]:
+        return self._by_name(Keys.ROUTES, RouteSpec.from_dict)
+
+    def route(self, name: str) -> RouteSpec | None:
+        entry = self.store.get(Keys.route(name))
+        return RouteSpec.from_dict(entry.value) if entry else None
+
+    def proxies(self) -> dict[str, ProxySpec]:
+        return self._by_name(Keys.PROXIES, ProxySpec.from_dict)
+
+    def proxy(self, name: str) -> ProxySpec | None:
+        entry = self.store.get(Keys.proxy(name))
+        return ProxySpec.from_dict(entry.value) if entry else None
 
     def health(self) -> dict[tuple[str, str], str]:
         """(service, endpoint address) -> health state ("healthy", "unhealthy", "unknown")."""

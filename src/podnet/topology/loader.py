@@ -15,11 +15,13 @@ from pathlib import Path
 
 from podnet.errors import InvalidInput, NotFound
 from podnet.model import NetworkRequest, PodSpec
+from podnet.model.route import ProxySpec, RouteSpec
 from podnet.topology.checks import check_pods
 from podnet.topology.fields import mapping, name_ok, text
 from podnet.topology.networks import build_networks
 from podnet.topology.pods import PodDraft, build_pods
 from podnet.topology.problems import Problems, TopologyError
+from podnet.topology.routes import build_proxies, build_routes
 from podnet.topology.schema import check_schema
 from podnet.topology.yamlmarks import Document, parse
 
@@ -43,6 +45,8 @@ class Topology:
     source: str
     networks: tuple[NetworkRequest, ...]
     pods: tuple[PodSpec, ...]
+    routes: tuple[RouteSpec, ...] = ()
+    proxies: tuple[ProxySpec, ...] = ()
 
     @property
     def owner(self) -> str:
@@ -107,11 +111,14 @@ def _build(doc: Document, filename: str, problems: Problems) -> Topology:
     networks = build_networks(data.get("networks"), owner, problems)
     pods = build_pods(data.get("pods"), problems)
     check_pods(pods, networks, problems)
+    shaped = not len(problems)  # the model's checks of routes and proxies say less: last
     return Topology(
         name=name or "",
         source=filename,
         networks=tuple(d.request for d in networks.values()),
         pods=tuple(_expand(pods, owner, problems)),
+        routes=tuple(build_routes(data.get("routes"), owner, problems, check=shaped)),
+        proxies=tuple(build_proxies(data.get("proxies"), owner, problems, check=shaped)),
     )
 
 
