@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from podnet.controller.state import ProcessStatus, Repository
 from podnet.model.names import netns_name
 from podnet.model.pod import PodSpec
 
-__all__ = ["Supervisor", "process_start_ticks"]
+__all__ = ["Supervisor", "process_start_ticks", "spawn_logged"]
 
 _SHIM = 'f=$1; shift; "$@"; echo $? > "$f"'
 _BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "TZ")
@@ -43,6 +43,30 @@ def process_start_ticks(pid: int) -> int | None:
     if fields[0] == "Z":  # a zombie has finished
         return None
     return int(fields[19])
+
+
+def spawn_logged(
+    argv: Sequence[str], log_path: Path, env: Mapping[str, str], restarts: int
+) -> tuple[subprocess.Popen[bytes], ProcessStatus]:
+    """Start ``argv`` in a session of its own, output appended to ``log_path``;
+    the child and its "running" status (pid + start time, for adoption)."""
+    with open(log_path, "ab") as log:
+        child = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=dict(env),
+        )
+    status = ProcessStatus(
+        state="running",
+        pid=child.pid,
+        start_ticks=process_start_ticks(child.pid) or 0,
+        started_at=time.time(),
+        restarts=restarts,
+    )
+    return child, status
 
 
 class Supervisor:
@@ -130,23 +154,8 @@ class Supervisor:
         ns = netns_name(pod.name, self._prefix)
         argv = ["/bin/sh", "-c", _SHIM, "podnet-shim", str(exit_file)]
         argv += ["ip", "netns", "exec", ns, *pod.command]
-        with open(self.log_path(pod.name), "ab") as log:
-            child = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=self._env(pod),
-            )
+        child, status = spawn_logged(argv, self.log_path(pod.name), self._env(pod), restarts)
         self._children[pod.name] = child
-        status = ProcessStatus(
-            state="running",
-            pid=child.pid,
-            start_ticks=process_start_ticks(child.pid) or 0,
-            started_at=time.time(),
-            restarts=restarts,
-        )
         self._repo.set_status(pod.name, status)
         return status
 

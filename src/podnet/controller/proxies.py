@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from podnet.controller.processes import process_start_ticks
+from podnet.controller.processes import process_start_ticks, spawn_logged
 from podnet.controller.sidecar import SidecarRules, netns_inode
 from podnet.controller.state import Keys, ProcessStatus
 from podnet.model.network import IPNetwork
@@ -162,23 +162,8 @@ class ProxySupervisor:
         env = {k: os.environ[k] for k in _BASE_ENV if k in os.environ}
         env.update(self._env)
         env["PYTHONUNBUFFERED"] = "1"
-        with open(self.log_path(launch.name), "ab") as log:
-            child = subprocess.Popen(
-                launch.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=env,
-            )
+        child, status = spawn_logged(launch.argv, self.log_path(launch.name), env, restarts)
         self._children[launch.name] = child
-        status = ProcessStatus(
-            state="running",
-            pid=child.pid,
-            start_ticks=process_start_ticks(child.pid) or 0,
-            started_at=time.time(),
-            restarts=restarts,
-        )
         inode = None if launch.netns is None else netns_inode(launch.netns)
         self._save(launch.name, status, argv=list(launch.argv), netns_inode=inode)
         return status
