@@ -67,7 +67,7 @@ from podnet.controller.state import Keys  # noqa: E402
 from podnet.errors import PodnetError  # noqa: E402
 from podnet.health import expected_detection_time, expected_recovery_time  # noqa: E402
 from podnet.kernel import netns  # noqa: E402
-from podnet.lab import Lab  # noqa: E402
+from podnet.lab import Lab, parse_wrk  # noqa: E402
 from podnet.lab import leftovers as lab_leftovers  # noqa: E402
 from podnet.model.service import Endpoint, HealthCheck, ServicePort, ServiceSpec  # noqa: E402
 from podnet.store import Put, open_store  # noqa: E402
@@ -94,7 +94,6 @@ CONVERGE_TIMEOUT = 15.0  # one convergence measurement gives up after this
 PROBE_EVERY = 0.01
 STABLE = 1.0  # seconds of clean VIP answers that end a convergence measurement
 _CONVERGED = re.compile(r"converged in ([0-9.]+)s \((\d+) steps\)")
-_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 
 
 def log(text: str) -> None:
@@ -119,31 +118,6 @@ def vip_of(lab: Lab, service: str) -> str:
 
 
 # -- wrk -------------------------------------------------------------------------------
-
-
-def seconds(text: str) -> float:
-    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", text)
-    if not m:
-        raise ValueError(f"wrk duration {text!r}")
-    return float(m.group(1)) * _UNITS[m.group(2)]
-
-
-def parse_wrk(out: str) -> dict[str, float]:
-    rps = re.search(r"Requests/sec:\s+([0-9.]+)", out)
-    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
-    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
-    total = re.search(r"(\d+) requests in", out)
-    if not (rps and p50 and p99 and total):
-        raise RuntimeError(f"cannot parse wrk output:\n{out}")
-    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "rps": float(rps.group(1)),
-        "p50_ms": seconds(p50.group(1)) * 1e3,
-        "p99_ms": seconds(p99.group(1)) * 1e3,
-        "requests": float(total.group(1)),
-        "errors": float(errors + (int(bad.group(1)) if bad else 0)),
-    }
 
 
 def wrk(lab: Lab, url: str, duration: int, close: bool) -> dict[str, float]:

@@ -15,6 +15,7 @@ import contextlib
 import http.client
 import ipaddress
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -33,7 +34,7 @@ from podnet.kernel import netns
 from podnet.kernel.netlink import Netlink
 from podnet.settings import Settings
 
-__all__ = ["Lab", "LabCommandError", "leftovers"]
+__all__ = ["Lab", "LabCommandError", "leftovers", "parse_wrk"]
 
 T = TypeVar("T")
 
@@ -243,6 +244,33 @@ class Lab:
                 return False
 
         return netns.run_in(where, attempt)
+
+
+def parse_wrk(out: str) -> dict[str, float]:
+    """``wrk --latency`` output as numbers: rps, p50_ms, p99_ms, requests, and
+    errors (socket errors plus non-2xx/3xx answers). The benches share it."""
+    rps = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    total = re.search(r"(\d+) requests in", out)
+    if not (rps and p50 and p99 and total):
+        raise RuntimeError(f"cannot parse wrk output:\n{out}")
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": float(rps.group(1)),
+        "p50_ms": _wrk_seconds(p50.group(1)) * 1e3,
+        "p99_ms": _wrk_seconds(p99.group(1)) * 1e3,
+        "requests": float(total.group(1)),
+        "errors": float(errors + (int(bad.group(1)) if bad else 0)),
+    }
+
+
+def _wrk_seconds(text: str) -> float:
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", text)
+    if not m:
+        raise ValueError(f"wrk duration {text!r}")
+    return float(m.group(1)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[m.group(2)]
 
 
 def leftovers(lab_ids: Sequence[str]) -> list[str]:
