@@ -118,6 +118,18 @@ class Connection:
         return self.their_state in _PAUSED
 
     @property
+    def idle(self) -> bool:
+        """Between cycles with nothing buffered: the peer's next bytes start a new message."""
+        states = self._cycle.states
+        return (
+            not self._buf
+            and states[Role.CLIENT] is State.IDLE
+            and states[Role.SERVER] is State.IDLE
+            and self._failure is None
+            and not self._their_eof
+        )
+
+    @property
     def buffered(self) -> int:
         """How many received bytes wait unprocessed (e.g. an incomplete head)."""
         return len(self._buf)

@@ -48,6 +48,7 @@ from podnet.proxy.upstream import ConnectFailed, Overflow, Pools, Upstream, conn
 
 if TYPE_CHECKING:
     from podnet.proxy.exchange import Exchange
+    from podnet.proxy.fastlane import FastExchange
 
 __all__ = ["DRAIN_GRACE", "SWEEP_EVERY", "Engine"]
 
@@ -87,6 +88,7 @@ class Engine:
         self.pools = Pools()
         self.clients: set[ClientSide] = set()
         self.in_flight = 0
+        self.fast_lane = 0  # requests the fast lane answered itself (see fastlane)
         self.draining = False
         self._servers: list[asyncio.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
@@ -165,7 +167,7 @@ class Engine:
 
     # -- bookkeeping called by exchanges ------------------------------------------------
 
-    def finished(self, exchange: Exchange) -> None:
+    def finished(self, exchange: Exchange | FastExchange) -> None:
         seconds = exchange.client.loop.time() - exchange.started
         if exchange.route:
             self.metrics.request(

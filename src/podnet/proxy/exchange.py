@@ -17,6 +17,10 @@ An :class:`Exchange` runs in the client connection's task. Its steps:
 6. the answer streamed to the client with back-pressure, the connection
    back to the pool when both messages allow it, a 101 turned into a splice.
 
+An exchange the fast lane began (:mod:`~podnet.proxy.fastlane`) comes with a
+``Handover``: its route and first pick are reused, and when the request is
+upstream already the first try resumes at step 4 (:meth:`Exchange.resume`).
+
 What the client sees when every try failed: 503 (no connection / overflow),
 504 (timeout), 502 (reset or a bad upstream response). ``EndpointRuntime.finish``
 gets ``ok``/``5xx``/``error`` for each try, which feeds outlier detection.
@@ -52,6 +56,7 @@ from podnet.proxy.upstream import ConnectFailed, Overflow, Upstream, connect
 
 if TYPE_CHECKING:
     from podnet.proxy.engine import Engine
+    from podnet.proxy.fastlane import Handover
     from podnet.proxy.server import ClientSide
 
 __all__ = ["REPLAY_LIMIT", "Exchange", "HeaderView", "request_info"]
@@ -155,6 +160,7 @@ class Exchange:
         "client",
         "endpoint",
         "engine",
+        "handover",
         "has_body",
         "info",
         "kept",
@@ -167,11 +173,18 @@ class Exchange:
         "status",
     )
 
-    def __init__(self, engine: Engine, client: ClientSide, request: Request) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        client: ClientSide,
+        request: Request,
+        handover: Handover | None = None,
+    ) -> None:
         self.engine = engine
         self.client = client
         self.request = request
-        self.started = client.loop.time()
+        self.handover = handover  # what the fast lane did already (see fastlane)
+        self.started = client.loop.time() if handover is None else handover.started
         self.status = 0
         self.bytes_out = 0
         self.route = ""
@@ -195,9 +208,14 @@ class Exchange:
 
     async def run(self) -> bool:
         engine = self.engine
-        router = engine.router
-        info = self.info = request_info(self.request, self.client.destination)
-        route = router.match(info) if router is not None else None
+        handover = self.handover
+        if handover is not None:
+            info = self.info = handover.info
+            route: RouteRuntime | None = handover.route
+        else:
+            router = engine.router
+            info = self.info = request_info(self.request, self.client.destination)
+            route = router.match(info) if router is not None else None
         try:
             if route is None:
                 return self.local(404, b"no route for this request\n")
@@ -220,14 +238,20 @@ class Exchange:
         retrying = False
         try:
             for attempt in range(1, policy.attempts + 1):
-                pick = route.pick(info, frozenset(tried))
+                handover, self.handover = self.handover, None
+                pick = route.pick(info, frozenset(tried)) if handover is None else handover.pick
                 if pick is None:
                     return self.local(503, b"no healthy endpoint\n")
                 self.attempts = attempt
                 self.backend, self.endpoint = pick.backend.name, pick.endpoint.id
                 tried.add(pick.endpoint.id)
                 try:
-                    upstream, head, started = await self.attempt(route, pick, outgoing, deadline)
+                    if handover is not None and handover.upstream is not None:
+                        upstream, head, started = await self.resume(pick, outgoing, handover)
+                    else:
+                        upstream, head, started = await self.attempt(
+                            route, pick, outgoing, deadline
+                        )
                 except _Failed as failed:
                     self.stop_pump()
                     if self.pump_error is not None:
@@ -248,9 +272,12 @@ class Exchange:
                 last = attempt == policy.attempts or loop.time() >= deadline
                 if last or not self.may_retry(policy, info.method, condition, retry_status):
                     return self.local(status, b"upstream failed\n")
-                if not budget.try_start_retry():
+                # A connect failure sent nothing to anyone: retrying it elsewhere
+                # cannot add load to a struggling backend, so it costs no budget.
+                free = condition == "connect-failure"
+                if not free and not budget.try_start_retry():
                     return self.local(status, b"upstream failed (retry budget exhausted)\n")
-                retrying = True
+                retrying = not free
                 self.engine.metrics.retry(route=self.route, backend=self.backend)
                 delay = backoff(policy, attempt, self.engine.rng)
                 if loop.time() + delay >= deadline:
@@ -309,11 +336,55 @@ class Exchange:
         finally:
             breaker.release("requests")
 
-    async def send_and_wait(self, upstream: Upstream, outgoing: Request, until: float) -> Response:
+    async def resume(
+        self, pick: Pick, outgoing: Request, handover: Handover
+    ) -> tuple[Upstream, Response, float]:
+        """The try the fast lane began: its request is upstream already. Raises _Failed."""
+        upstream, started = handover.upstream, handover.endpoint_started
+        assert upstream is not None
+        try:
+            conn = upstream.conn
+            try:  # what the fast lane wrote: bring the state machine along
+                conn.send(outgoing)
+                if self.has_body:
+                    self.take_body(conn)
+                else:
+                    conn.send(_END)
+            except ProtocolError as error:  # not IDLE after all: treat as a lost connection
+                raise _Failed(502, "reset", f"upstream connection unusable: {error}") from None
+            upstream.release_held()
+            head = await self.send_and_wait(upstream, None, handover.deadline)
+        except _Failed as failed:
+            upstream.abort()
+            pick.endpoint.finish(started, "error")
+            self.engine.upstream_error(pick, failed.condition or "protocol")
+            raise
+        finally:
+            pick.backend.breaker.release("requests")
+        return upstream, head, started
+
+    def take_body(self, conn: Connection) -> None:
+        """The fast lane sent the whole body: take its events from the client's queue
+        (kept for a retry, like the pump would) and pass them through ``conn``."""
+        events = self.client.events
+        while events:
+            event = events.popleft()
+            self.keep(event)
+            conn.send(event)
+            if event.__class__ is EndOfMessage:
+                return
+        raise _Failed(502, None, "the request body the fast lane sent is not at hand")
+
+    async def send_and_wait(
+        self, upstream: Upstream, outgoing: Request | None, until: float
+    ) -> Response:
+        """Send ``outgoing`` (None: it was sent) and wait for the response head until ``until``."""
         try:
             async with asyncio.timeout_at(until):
                 conn = upstream.conn
-                if self.has_body:
+                if outgoing is None:
+                    pass
+                elif self.has_body:
                     upstream.write(conn.send(outgoing))
                     self.send_body(upstream)
                 else:

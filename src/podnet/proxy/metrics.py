@@ -52,9 +52,12 @@ def escape_label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+_CLASSES = ("other", "1xx", "2xx", "3xx", "4xx", "5xx")
+
+
 def code_class(status: int) -> str:
     """The ``code_class`` label: "2xx" for 200-299 and so on; "other" outside 100-599."""
-    return f"{status // 100}xx" if 100 <= status <= 599 else "other"
+    return _CLASSES[status // 100] if 100 <= status <= 599 else "other"
 
 
 def _number(value: float) -> str:

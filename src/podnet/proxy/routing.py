@@ -402,6 +402,7 @@ class RouteRuntime:
         "backends",
         "budget",
         "mirror_backend",
+        "plain",
         "spec",
     )
 
@@ -450,6 +451,8 @@ class RouteRuntime:
                 old_mirror = None
             self.mirror_backend = BackendRuntime(resolved.mirror, spec, old_mirror, clock, rng)
             self._mirror_fraction = spec.mirror.percent / 100.0
+        #: No pinning, sticky cookie or mirror: a pick never adds a Set-Cookie or a copy.
+        self.plain = not self._special and spec.mirror is None and self.mirror_backend is None
 
     def _init_sticky(self, spec: RouteSpec) -> None:
         sticky = spec.sticky
@@ -487,15 +490,7 @@ class RouteRuntime:
             special = self._special_pick(request, tried)
             if special is not None:
                 return special
-        eligible = self._eligible
-        backend: BackendRuntime | None
-        if tried:
-            backend = self._retry_backend(tried)
-        elif len(eligible) == 1:
-            backend = eligible[0]
-        else:
-            index = self._wrr.next()
-            backend = eligible[index] if index >= 0 else None
+        backend = self._retry_backend(tried) if tried else self._next_backend()
         if backend is None:
             return None
         endpoint = backend.choose(tried)
@@ -504,6 +499,24 @@ class RouteRuntime:
         if self._sticky_cookie is None:
             return backend.plain_pick(endpoint)
         return self._with_cookie(request, backend, endpoint)
+
+    def first_pick(self) -> Pick | None:
+        """:meth:`pick` for a first try on a :attr:`plain` route, which never needs to
+        look at the request (the fast lane calls it before building a RequestInfo)."""
+        assert self.plain
+        backend = self._next_backend()
+        if backend is None:
+            return None
+        endpoint = backend.choose()
+        return None if endpoint is None else backend.plain_pick(endpoint)
+
+    def _next_backend(self) -> BackendRuntime | None:
+        """The backend of a first try, by smooth weighted round robin."""
+        eligible = self._eligible
+        if len(eligible) == 1:
+            return eligible[0]
+        index = self._wrr.next()
+        return eligible[index] if index >= 0 else None
 
     def _special_pick(self, request: RequestInfo, tried: frozenset[str]) -> Pick | None:
         """Pinning, then the sticky cookie; None: neither applies."""
@@ -613,7 +626,7 @@ class Router:
     name / backend name / endpoint id, so a new snapshot never resets it or drops in-flight
     accounting."""
 
-    __slots__ = ("_by_host", "_by_name", "_fallback", "_ordered", "version")
+    __slots__ = ("_by_host", "_by_name", "_fallback", "_ordered", "only", "version")
 
     def __init__(
         self,
@@ -659,6 +672,11 @@ class Router:
                 fallback.append((rt, suffixes, _matcher_or_none(rt)))
         self._by_host = by_host
         self._fallback: tuple[_Entry, ...] = tuple(fallback)
+        #: The route :meth:`match` returns for every request, if the table is that simple
+        #: (no host index, and its first route takes anything): no need to look at requests.
+        self.only: RouteRuntime | None = None
+        if not by_host and fallback and fallback[0][1] is None and fallback[0][2] is None:
+            self.only = fallback[0][0]
 
     def match(self, request: RequestInfo) -> RouteRuntime | None:
         """The most specific route that takes ``request``, or None (the engine answers 404)."""
@@ -666,7 +684,8 @@ class Router:
         candidates = self._fallback
         if self._by_host:
             found = self._by_host.get(host)
-            if found is None and not host.islower() and host != (host := host.lower()):
+            if found is None and not host.islower():
+                host = host.lower()
                 found = self._by_host.get(host)
             if found is not None:
                 candidates = found

@@ -3,7 +3,10 @@
 Each connection runs one task (:meth:`ClientSide.serve`) that takes requests
 in order and runs an :class:`~podnet.proxy.exchange.Exchange` for each; a
 pipelined request waits, buffered by the framing core, which also asks us to
-stop reading meanwhile. There is no task or timer per request.
+stop reading meanwhile. There is no task or timer per request. A read that is
+exactly one boring request on an idle connection goes to the fast lane
+instead (:mod:`~podnet.proxy.fastlane`), without waking the task; the lane
+hands anything unusual back to it as a Request with a ``Handover``.
 
 Timeouts are checked by the engine's sweeper (:meth:`ClientSide.check`), not
 by per-connection timers: a request head must be complete within
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING, Final
 
 from podnet.proxy.errors import ProtocolError, RemoteProtocolError
 from podnet.proxy.exchange import Exchange
+from podnet.proxy.fastlane import FastExchange, Handover, try_fast
 from podnet.proxy.http1 import EndOfMessage, Request, Role, State, error_response
 from podnet.proxy.original_dst import original_destination
 from podnet.proxy.side import PAUSE_CORE, Side, SideClosed
@@ -54,6 +58,8 @@ class ClientSide(Side):
         self.head_started = 0.0
         self.task: asyncio.Task[None] | None = None
         self._linger: asyncio.TimerHandle | None = None
+        self.fast: FastExchange | None = None  # a request in the fast lane
+        self.handover: Handover | None = None  # what the fast lane hands the next Exchange
 
     # -- asyncio callbacks -------------------------------------------------------
 
@@ -75,6 +81,17 @@ class ClientSide(Side):
     def data_received(self, data: bytes) -> None:
         if self.lingering:
             return
+        if self.fast is not None:  # more bytes while a request is in the fast lane
+            self.fast.handover()
+        elif (
+            not self.busy
+            and not self.events
+            and self.error is None
+            and self._peer is None
+            and self.conn.idle
+            and try_fast(self, data)
+        ):
+            return
         Side.data_received(self, data)
         if not self.head_started and not self.busy and self.conn.their_state is State.IDLE:
             self.head_started = self.last_activity
@@ -83,9 +100,13 @@ class ClientSide(Side):
         if self.lingering:
             self.abort()
             return None
+        if self.fast is not None:
+            self.fast.handover()
         return Side.eof_received(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.fast is not None:
+            self.fast.handover()
         super().connection_lost(exc)
         if self._linger is not None:
             self._linger.cancel()
@@ -118,8 +139,9 @@ class ClientSide(Side):
                 self.head_started = 0.0
                 self.busy = True
                 engine.in_flight += 1
+                handover, self.handover = self.handover, None
                 try:
-                    keep = await Exchange(engine, self, event).run()
+                    keep = await Exchange(engine, self, event, handover).run()
                 finally:
                     self.busy = False
                     engine.in_flight -= 1
@@ -161,6 +183,8 @@ class ClientSide(Side):
     # -- timeouts (called by the engine's sweeper) ----------------------------------
 
     def check(self, now: float, header_read: float, idle: float) -> None:
+        if self.fast is not None:
+            self.fast.check(now)
         if self.busy or self.lingering or self.closed or self.spliced:
             return
         if self.head_started:

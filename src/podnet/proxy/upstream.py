@@ -7,8 +7,9 @@ and both messages allowed keep-alive; anything else closes it. Pools are
 bounded (``max_idle`` per endpoint); :meth:`Pools.sweep` closes connections
 idle longer than the idle timeout.
 
-A pooled connection the server closes notices it at once (``connection_lost``)
-and is skipped by :meth:`Pool.get`; the race where the close crosses our next
+A pooled connection the server closes notices it at once (its EOF, then
+``connection_lost``) and is skipped by :meth:`Pool.get` (see
+:attr:`Upstream.reusable`); the race where the close crosses our next
 request shows up as ``reset`` and is what the retry policy's ``reset``
 condition is for.
 
@@ -21,11 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from podnet.proxy.http1 import Role, State
 from podnet.proxy.resilience import CircuitBreakerRuntime
 from podnet.proxy.side import Side, SideClosed
+
+if TYPE_CHECKING:
+    from podnet.proxy.fastlane import FastExchange
 
 __all__ = ["ConnectFailed", "Overflow", "Pool", "Pools", "Upstream", "connect"]
 
@@ -51,8 +55,46 @@ class Upstream(Side):
         super().__init__(Role.CLIENT)
         self.breaker = breaker
         self.idle_since = 0.0
+        #: The fast-lane exchange that owns this connection's bytes (see fastlane).
+        self.fast: FastExchange | None = None
+        #: Not None: bytes wait here, unparsed, until Exchange.resume catches ``conn`` up.
+        self.held: bytearray | None = None
+        self.held_eof = False
+
+    @property
+    def reusable(self) -> bool:
+        """Open and between cycles with nothing pending: a server that closed (its EOF
+        may arrive before the transport reports the loss) or spoke out of turn is not."""
+        return not self.closed and self.error is None and not self.events and self.conn.idle
+
+    def data_received(self, data: bytes) -> None:
+        fast = self.fast
+        if fast is not None:
+            fast.on_data(data)
+        elif self.held is not None:
+            self.held += data
+        else:
+            Side.data_received(self, data)
+
+    def hold(self, data: bytes) -> None:
+        """Keep what arrives from now on unparsed (the fast lane handed the exchange over)."""
+        self.held = bytearray(data)
+
+    def release_held(self) -> None:
+        """Parse what was held, now that ``conn`` knows the request it answers."""
+        held, eof = self.held, self.held_eof
+        self.held, self.held_eof = None, False
+        if held:
+            Side.data_received(self, bytes(held))
+        if eof:
+            self.eof_received()
 
     def eof_received(self) -> bool | None:
+        if self.fast is not None:
+            self.fast.handover()
+        if self.held is not None:
+            self.held_eof = True
+            return True  # the exchange that takes over decides
         conn = self.conn
         if not self.spliced and conn.their_state is State.SEND_RESPONSE and not conn.buffered:
             # Closed before a single byte of the response: the keep-alive race or a
@@ -67,6 +109,8 @@ class Upstream(Side):
             self.breaker.release("connections")
             self.breaker = None
         super().connection_lost(exc)
+        if self.fast is not None:
+            self.fast.handover()
 
 
 class Pool:
@@ -82,8 +126,9 @@ class Pool:
         idle = self.idle
         while idle:
             upstream = idle.pop()
-            if not upstream.closed and upstream.error is None:
+            if upstream.reusable:
                 return upstream
+            upstream.close()
         return None
 
     def put(self, upstream: Upstream) -> None:
