@@ -454,6 +454,43 @@ def test_retries_go_to_another_endpoint(harness: Harness) -> None:
     assert count(bad) >= 5  # half the first tries went there, and were retried
 
 
+def test_an_empty_retry_budget_stops_retries_except_after_connect_failures(
+    harness: Harness,
+) -> None:
+    bad, good = harness.whoami("bad", "--status", "503"), harness.whoami("good")
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    dead = SnapshotEndpoint("127.0.0.1", closed.getsockname()[1])
+    none = RetryPolicy(
+        attempts=3, on=("connect-failure", "503"), backoff_base=0.001, backoff_max=0.001,
+        budget_percent=0, budget_min_concurrent=0,
+    )  # fmt: skip
+    outlier = OutlierDetection(consecutive_5xx=1000, consecutive_errors=1000)
+    flaky = backend("flaky", [bad, good])
+    refused = ResolvedBackend(
+        BackendRef(name="refused", service="refused"),
+        (dead, SnapshotEndpoint("127.0.0.1", good.port)),
+    )
+    harness.write(
+        [
+            route(flaky, name="r1", retries=none, outlier=outlier, match=_match(path_prefix="/a")),
+            route(
+                refused, name="r2", retries=none, outlier=outlier, match=_match(path_prefix="/b")
+            ),
+        ]
+    )
+    proxy = harness.proxy()
+    try:
+        statuses = [get(proxy.port, "/a")[0] for _ in range(20)]
+        assert statuses.count(503) == 10  # round robin: every other try hits bad, never retried
+        assert [get(proxy.port, "/b")[0] for _ in range(20)] == [200] * 20  # refusals are free
+        text = metrics(proxy)
+        assert 'podnet_proxy_retries_total{route="r1"' not in text
+        assert re.search(r'podnet_proxy_retries_total\{route="r2"[^}]*\} (\d+)', text)
+    finally:
+        closed.close()
+
+
 def test_bad_upstream_response_is_502_and_that_connection_closed(harness: Harness) -> None:
     server = socket.socket()
     server.bind(("127.0.0.1", 0))

@@ -274,16 +274,20 @@ class RetryPolicy:
     methods are retried only with ``non_idempotent`` (connect failures are
     always safe: nothing was sent). Backoff before retry n (1-based) is a
     uniformly random time in [0, min(backoff_max, backoff_base * 2**(n-1))].
-    The budget lets retries be at most ``budget_percent`` of active requests,
-    but always allows ``budget_min_concurrent`` concurrent retries."""
+    The budget lets retries in flight be at most ``budget_percent`` of active
+    requests (so retries can at most multiply the load by 1 + percent/100), but
+    always allows ``budget_min_concurrent``; retries after a connect failure
+    are free (nothing reached a backend). The default absorbs one endpoint in
+    three dying under load (its in-flight requests, a third of all, reset at
+    once) and still stops retries from more than doubling an outage's load."""
 
     attempts: int = 3
     on: tuple[str, ...] = ("connect-failure", "reset", "502", "503", "504")
     non_idempotent: bool = False
     backoff_base: float = 0.025
     backoff_max: float = 0.25
-    budget_percent: float = 20.0
-    budget_min_concurrent: int = 3
+    budget_percent: float = 50.0
+    budget_min_concurrent: int = 10
 
     def validate(self, owner: str) -> RetryPolicy:
         if not 1 <= self.attempts <= 10:
