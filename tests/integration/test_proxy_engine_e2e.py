@@ -463,7 +463,7 @@ def test_an_empty_retry_budget_stops_retries_except_after_connect_failures(
     dead = SnapshotEndpoint("127.0.0.1", closed.getsockname()[1])
     none = RetryPolicy(
         attempts=3, on=("connect-failure", "503"), backoff_base=0.001, backoff_max=0.001,
-        budget_percent=0, budget_min_concurrent=0,
+        budget_percent=0, budget_min_per_second=0,
     )  # fmt: skip
     outlier = OutlierDetection(consecutive_5xx=1000, consecutive_errors=1000)
     flaky = backend("flaky", [bad, good])

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from podnet.model.route import CircuitBreaker, OutlierDetection, RetryPolicy
 from podnet.proxy.resilience import (
+    BUDGET_WINDOW,
     CircuitBreakerRuntime,
     OutlierDetector,
     RetryBudget,
@@ -29,16 +30,17 @@ class Clock:
 # --- retry budget ---------------------------------------------------------------------------
 
 
-def test_budget_allows_min_concurrent_with_no_load() -> None:
-    budget = RetryBudget(RetryPolicy(budget_percent=20, budget_min_concurrent=3))
-    assert [budget.try_start_retry() for _ in range(4)] == [True, True, True, False]
-    budget.retry_finished()
+def test_budget_allows_the_minimum_per_second_with_no_traffic() -> None:
+    clock = Clock()
+    budget = RetryBudget(RetryPolicy(budget_percent=20, budget_min_per_second=0.3), clock)
+    assert [budget.try_start_retry() for _ in range(4)] == [True, True, True, False]  # 0.3 x 10 s
+    clock.now += BUDGET_WINDOW  # the window forgets them
     assert budget.try_start_retry()
-    assert not budget.try_start_retry()
 
 
-def test_budget_grows_with_active_requests() -> None:
-    budget = RetryBudget(RetryPolicy(budget_percent=20, budget_min_concurrent=1))
+def test_budget_is_a_share_of_the_requests_in_the_window() -> None:
+    clock = Clock()
+    budget = RetryBudget(RetryPolicy(budget_percent=20, budget_min_per_second=0), clock)
     for _ in range(50):
         budget.request_started()
     granted = 0
@@ -46,40 +48,58 @@ def test_budget_grows_with_active_requests() -> None:
         granted += 1
         assert granted <= 100
     assert granted == 10  # 20 % of 50
+    clock.now += 5  # half a window on: the 50 requests and 10 retries still count
     for _ in range(25):
-        budget.request_finished()
-    for _ in range(10):
-        budget.retry_finished()
-    granted = 0
-    while budget.try_start_retry():
-        granted += 1
-    assert granted == 5  # 20 % of 25
+        budget.request_started()
+    assert [budget.try_start_retry() for _ in range(6)] == [True] * 5 + [False]  # 20 % of 75
+    clock.now += 5.5  # the first second's requests and retries are forgotten
+    assert not budget.try_start_retry()  # 25 requests, 5 retries left in the window
+    clock.now += 5
+    assert not budget.try_start_retry()  # nothing left at all
+    budget.request_started()
+    assert not budget.try_start_retry()  # 20 % of 1
+
+
+def test_a_burst_of_resets_is_covered_by_the_traffic_before_it() -> None:
+    """One endpoint in three dies: every request it held resets at once."""
+    clock = Clock()
+    budget = RetryBudget(RetryPolicy(), clock)  # defaults: 20 %, 10/s
+    for _ in range(5000):  # 5,000 requests/s for a second, 21 in flight on the dead one
+        budget.request_started()
+        clock.now += 1 / 5000
+    assert all(budget.try_start_retry() for _ in range(21))
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(0, 200), st.floats(0, 100), st.integers(0, 10))
-def test_budget_never_exceeds_the_bound(active: int, percent: float, minimum: int) -> None:
-    budget = RetryBudget(RetryPolicy(budget_percent=percent, budget_min_concurrent=minimum))
-    for _ in range(active):
+@given(st.integers(0, 200), st.floats(0, 100), st.floats(0, 2), st.integers(0, 30))
+def test_budget_never_exceeds_the_bound(
+    requests: int, percent: float, minimum: float, later: int
+) -> None:
+    clock = Clock()
+    budget = RetryBudget(RetryPolicy(budget_percent=percent, budget_min_per_second=minimum), clock)
+    for _ in range(requests):
         budget.request_started()
-    granted = 0
-    for _ in range(300):
-        granted += budget.try_start_retry()
-    assert granted <= max(minimum, percent * active / 100)
-    assert granted >= min(300, int(max(minimum, percent * active / 100)))
+    clock.now += later
+    counted = requests if later < BUDGET_WINDOW else 0
+    bound = percent * counted / 100 + minimum * BUDGET_WINDOW
+    granted = sum(budget.try_start_retry() for _ in range(500))
+    assert granted <= bound
+    assert granted >= min(500, int(bound * (1 - 1e-9)))  # float sums: a hair below
 
 
-def test_budget_counters_never_go_negative_and_policy_updates_keep_counts() -> None:
-    budget = RetryBudget(RetryPolicy(budget_min_concurrent=0, budget_percent=100))
+def test_policy_updates_keep_the_history() -> None:
+    clock = Clock()
+    budget = RetryBudget(RetryPolicy(budget_min_per_second=0, budget_percent=100), clock)
     budget.request_finished()
     budget.retry_finished()
-    assert (budget.active, budget.retries) == (0, 0)
     assert not budget.try_start_retry()
     budget.request_started()
     assert budget.try_start_retry()
-    budget.update(RetryPolicy(budget_min_concurrent=0, budget_percent=0))
-    assert (budget.active, budget.retries) == (1, 1)
+    budget.update(RetryPolicy(budget_min_per_second=0, budget_percent=0))
+    budget.request_started()
     assert not budget.try_start_retry()
+    budget.update(RetryPolicy(budget_min_per_second=0, budget_percent=100))
+    assert budget.try_start_retry()  # 2 requests, 1 retry so far
 
 
 # --- backoff and may_retry -------------------------------------------------------------------

@@ -274,20 +274,20 @@ class RetryPolicy:
     methods are retried only with ``non_idempotent`` (connect failures are
     always safe: nothing was sent). Backoff before retry n (1-based) is a
     uniformly random time in [0, min(backoff_max, backoff_base * 2**(n-1))].
-    The budget lets retries in flight be at most ``budget_percent`` of active
-    requests (so retries can at most multiply the load by 1 + percent/100), but
-    always allows ``budget_min_concurrent``; retries after a connect failure
-    are free (nothing reached a backend). The default absorbs one endpoint in
-    three dying under load (its in-flight requests, a third of all, reset at
-    once) and still stops retries from more than doubling an outage's load."""
+    The budget (Finagle's and Linkerd's): over the last 10 s, retries may be at
+    most ``budget_percent`` of requests, plus ``budget_min_per_second`` a
+    second so light traffic can retry at all; retries after a connect failure
+    are free (nothing reached a backend). So retries add at most 20% to an
+    outage's load by default, yet the burst of resets when an endpoint dies
+    under load is retried in full."""
 
     attempts: int = 3
     on: tuple[str, ...] = ("connect-failure", "reset", "502", "503", "504")
     non_idempotent: bool = False
     backoff_base: float = 0.025
     backoff_max: float = 0.25
-    budget_percent: float = 50.0
-    budget_min_concurrent: int = 10
+    budget_percent: float = 20.0
+    budget_min_per_second: float = 10.0
 
     def validate(self, owner: str) -> RetryPolicy:
         if not 1 <= self.attempts <= 10:
@@ -305,6 +305,10 @@ class RetryPolicy:
             raise InvalidInput(f"retry backoff of {owner} must satisfy 0 <= base <= max")
         if not 0 <= self.budget_percent <= 100:
             raise InvalidInput(f"retry budget {self.budget_percent}% of {owner} is out of range")
+        if self.budget_min_per_second < 0:
+            raise InvalidInput(
+                f"retry budget minimum {self.budget_min_per_second}/s of {owner} is negative"
+            )
         return self
 
     def retries_status(self, status: int) -> bool:
@@ -318,7 +322,7 @@ class RetryPolicy:
             "backoff_base": self.backoff_base,
             "backoff_max": self.backoff_max,
             "budget_percent": self.budget_percent,
-            "budget_min_concurrent": self.budget_min_concurrent,
+            "budget_min_per_second": self.budget_min_per_second,
         }
 
     @staticmethod

@@ -3,7 +3,8 @@
 Fields: ``time`` (RFC 3339 UTC, milliseconds), ``client``, ``method``,
 ``path``, ``host``, ``status``, ``bytes`` (response body bytes sent),
 ``duration`` (seconds), ``route``, ``backend``, ``endpoint``, ``attempts``,
-and ``worker`` (the worker's pid: with ``--workers N`` they share one file).
+``error`` (why the last failed try failed; "" when none did) and ``worker``
+(the worker's pid: with ``--workers N`` they share one file).
 Lines are buffered and written at most every :data:`FLUSH_EVERY` seconds (and
 at close), so logging costs one ``json.dumps`` per request and no syscall.
 When the log is off the engine builds nothing at all.

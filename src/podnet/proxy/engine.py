@@ -192,6 +192,7 @@ class Engine:
                 backend=exchange.backend,
                 endpoint=exchange.endpoint,
                 attempts=exchange.attempts,
+                error=exchange.error,
             )
 
     def after_finish(self, pick: Pick) -> None:

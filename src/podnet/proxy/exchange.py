@@ -160,6 +160,7 @@ class Exchange:
         "client",
         "endpoint",
         "engine",
+        "error",
         "handover",
         "has_body",
         "info",
@@ -197,6 +198,7 @@ class Exchange:
         self.replay: list[Event] = []
         self.kept = 0
         self.body_sent = False  # body bytes went out that cannot be sent again
+        self.error = ""  # why the last failed try failed, for the access log
         self.pump: asyncio.Task[None] | None = None
         self.pump_error: BaseException | None = None
         self.info: RequestInfo | None = None
@@ -226,7 +228,8 @@ class Exchange:
 
     # -- tries -----------------------------------------------------------------
 
-    async def forward(self, route: RouteRuntime, info: RequestInfo) -> bool:
+    async def forward(self, route: RouteRuntime, info: RequestInfo) -> bool:  # noqa: PLR0915
+        # (one loop read top to bottom: the tries, their failures, the budget, the backoff)
         policy = route.spec.retries
         deadline = self.started + route.spec.timeouts.request
         outgoing = forward_request(self.request, client=self.client.ip)
@@ -241,7 +244,7 @@ class Exchange:
                 handover, self.handover = self.handover, None
                 pick = route.pick(info, frozenset(tried)) if handover is None else handover.pick
                 if pick is None:
-                    return self.local(503, b"no healthy endpoint\n")
+                    return self.no_endpoint()
                 self.attempts = attempt
                 self.backend, self.endpoint = pick.backend.name, pick.endpoint.id
                 tried.add(pick.endpoint.id)
@@ -257,15 +260,15 @@ class Exchange:
                     if self.pump_error is not None:
                         return self.client_failed(self.pump_error)
                     status, condition, retry_status = failed.status, failed.condition, None
+                    detail = str(failed)
                 else:
                     final = attempt == policy.attempts or head.status < 500
                     if final or not self.may_retry(policy, info.method, None, head.status):
                         return await self.relay(route, pick, upstream, head, started)
-                    upstream.abort()
-                    self.stop_pump()
-                    pick.endpoint.finish(started, "5xx")
-                    self.engine.after_finish(pick)
+                    self.drop_answer(pick, upstream, started)
                     status, condition, retry_status = head.status, None, head.status
+                    detail = f"status {head.status}"
+                self.error = f"try {attempt} to {pick.endpoint.id}: {detail}"
                 if retrying:
                     budget.retry_finished()
                     retrying = False
@@ -289,6 +292,17 @@ class Exchange:
                 budget.retry_finished()
             budget.request_finished()
             self.stop_pump()
+
+    def drop_answer(self, pick: Pick, upstream: Upstream, started: float) -> None:
+        """A 5xx head that will be retried: close that connection, count the failure."""
+        upstream.abort()
+        self.stop_pump()
+        pick.endpoint.finish(started, "5xx")
+        self.engine.after_finish(pick)
+
+    def no_endpoint(self) -> bool:
+        self.error += "; " * bool(self.error) + "no usable endpoint left"
+        return self.local(503, b"no healthy endpoint\n")
 
     def may_retry(
         self, policy: RetryPolicy, method: str, condition: str | None, status: int | None

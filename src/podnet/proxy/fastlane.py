@@ -132,6 +132,7 @@ class FastExchange:
         "endpoint",
         "endpoint_started",
         "engine",
+        "error",
         "pick",
         "request",
         "route",
@@ -161,6 +162,7 @@ class FastExchange:
         self.backend = pick.backend.name
         self.endpoint = pick.endpoint.id
         self.attempts = 1
+        self.error = ""  # a fast-lane exchange that fails is handed over, never logged here
         self.status = 0
         self.bytes_out = 0
         self.started = 0.0

@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Literal
+from typing import Final, Literal
 
 from podnet.model.route import (
     IDEMPOTENT_METHODS,
@@ -33,6 +33,7 @@ from podnet.model.route import (
 )
 
 __all__ = [
+    "BUDGET_WINDOW",
     "BreakerKind",
     "CircuitBreakerRuntime",
     "Outcome",
@@ -46,48 +47,79 @@ Outcome = Literal["ok", "5xx", "error"]
 BreakerKind = Literal["connections", "pending", "requests"]
 
 
-class RetryBudget:
-    """Per-route retry budget: retries in flight <= max(min_concurrent, percent% of active).
+#: Seconds of history a retry budget weighs (Finagle's and Linkerd's TTL).
+BUDGET_WINDOW: Final = 10
 
-    ``active`` counts requests started and not finished (first tries; retries
-    are counted separately in ``retries``). The engine calls
-    :meth:`request_started`/:meth:`request_finished` once per client request,
-    and :meth:`try_start_retry`/:meth:`retry_finished` around each retry.
+
+class RetryBudget:
+    """Per-route retry budget, as Finagle and Linkerd keep it: over the last
+    :data:`BUDGET_WINDOW` seconds, retries may be at most ``budget_percent`` of
+    requests, plus ``budget_min_per_second`` retries a second for light traffic.
+
+    Why a window and not a share of the requests in flight (Envoy's budget): a
+    backend that dies resets every request it holds at once, and with fast
+    backends those are most of the requests in flight at that instant, so a
+    concurrency share refuses the very retries that would hide the death. Over
+    a window the same rule still caps what retries add during an outage (at
+    most ``budget_percent`` more requests), but absorbs a burst.
+
+    Counts live in one bucket per second; :meth:`request_started` is the only
+    call on every request and costs an integer compare and an add.
     """
 
-    __slots__ = ("active", "policy", "retries")
+    __slots__ = ("_clock", "_requests", "_retries", "_second", "policy")
 
-    def __init__(self, policy: RetryPolicy) -> None:
+    def __init__(self, policy: RetryPolicy, clock: Callable[[], float] = time.monotonic) -> None:
         self.policy = policy
-        self.active = 0
-        self.retries = 0
+        self._clock = clock
+        self._second = int(clock())
+        self._requests = [0] * BUDGET_WINDOW  # by second, modulo the window
+        self._retries = [0] * BUDGET_WINDOW
 
     def update(self, policy: RetryPolicy) -> None:
-        """Take a new snapshot's policy; the counts of requests in flight stay."""
+        """Take a new snapshot's policy; the history stays."""
         self.policy = policy
 
+    def _advance(self) -> int:
+        """The current second's slot, clearing the slots of seconds that passed."""
+        now = int(self._clock())
+        gone = now - self._second
+        if gone > 0:
+            for second in range(self._second + 1, self._second + 1 + min(gone, BUDGET_WINDOW)):
+                slot = second % BUDGET_WINDOW
+                self._requests[slot] = self._retries[slot] = 0
+            self._second = now
+        return now % BUDGET_WINDOW
+
     def request_started(self) -> None:
-        self.active += 1
+        """Count a client request (once, whatever its tries)."""
+        now = int(self._clock())
+        if now != self._second:
+            self._advance()
+        self._requests[now % BUDGET_WINDOW] += 1
 
     def request_finished(self) -> None:
-        if self.active > 0:
-            self.active -= 1
+        """Nothing to do: the window forgets requests by itself (kept for symmetry)."""
 
     def allowed(self) -> float:
-        """How many retries may be in flight right now."""
+        """How many retries the window allows in all (used and left)."""
+        self._advance()
         policy = self.policy
-        return max(float(policy.budget_min_concurrent), policy.budget_percent * self.active / 100)
+        return (
+            policy.budget_percent * sum(self._requests) / 100
+            + policy.budget_min_per_second * BUDGET_WINDOW
+        )
 
     def try_start_retry(self) -> bool:
-        """Count one more retry in flight, or False when that would exceed the budget."""
-        if self.retries + 1 > self.allowed():
+        """Count one more retry, or False when the window's budget is spent."""
+        allowed = self.allowed()  # first: it moves the window on
+        if sum(self._retries) + 1 > allowed:
             return False
-        self.retries += 1
+        self._retries[self._advance()] += 1
         return True
 
     def retry_finished(self) -> None:
-        if self.retries > 0:
-            self.retries -= 1
+        """Nothing to do: a retry counts for the whole window (kept for symmetry)."""
 
 
 def backoff(policy: RetryPolicy, retry: int, rng: random.Random) -> float:

@@ -418,7 +418,7 @@ class RouteRuntime:
         self._rng = rng
         self._matcher = _Matcher(spec)
         if previous is None:
-            self.budget = RetryBudget(spec.retries)
+            self.budget = RetryBudget(spec.retries, clock)
             old: Mapping[str, BackendRuntime] = {}
         else:
             self.budget = previous.budget
