@@ -41,7 +41,7 @@ CANARY = ["--backend", "web:version=v1@90=web-v1", "--backend", "web:version=v2@
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
     with Lab() as lab:
-        lab.podnet("network", "create", "front", "--subnet", "10.89.0.0/24")
+        lab.podnet("network", "create", "front", "--subnet", "10.89.0.0/24", "--ipv6")
         for name, version in (("web-a", "v1"), ("web-b", "v1"), ("web-c", "v2")):
             lab.podnet(
                 "run", "--name", name, "--net", "front",
@@ -215,7 +215,8 @@ def sidecar_table(lab: Lab, pod: str) -> bool:
 
 
 def test_sidecar_takes_the_pods_vip_traffic(lab: Lab) -> None:
-    vip = json.loads(lab.podnet("service", "inspect", "web").stdout)[0]["vips"][0]
+    vips = json.loads(lab.podnet("service", "inspect", "web").stdout)[0]["vips"]
+    vip, vip6 = (next(v for v in vips if (":" in v) == six) for six in (False, True))
     lab.podnet("proxy", "create", "side", "--sidecar", "--pod", "client")
     side = proxy(lab, "side")
     assert side["netns"] == ns(lab, "client")
@@ -229,6 +230,10 @@ def test_sidecar_takes_the_pods_vip_traffic(lab: Lab) -> None:
         return log.exists() and probe in log.read_text(errors="replace")
 
     wait_for("the sidecar's access log to show the probe", logged, 30)
+    probe6 = f"/sidecar-probe6-{secrets.token_hex(4)}"  # the IPv6 VIP: redirected to [::1]
+    seen = hits(lab, ns(lab, "client"), vip6, 80, 3, host="web", path=probe6)
+    assert set(seen) <= {"web-a", "web-b", "web-c"}, seen
+    wait_for("the IPv6 probe in the access log", lambda: probe6 in log.read_text(errors="replace"))
     pid = proxy(lab, "side")["status"]["pid"]
     assert lab.podnet("proxy", "rm", "side").stdout.split() == ["side"]
     assert process_start_ticks(pid) is None

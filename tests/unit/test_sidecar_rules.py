@@ -13,7 +13,7 @@ from podnet.rules.sidecar import render_sidecar, render_sidecar_removal
 POOLS = [ipaddress.ip_network("10.96.0.0/16"), ipaddress.ip_network("fd00:96::/112")]
 
 
-def test_render_redirects_ipv4_vips_to_the_proxy_port() -> None:
+def test_render_redirects_both_vip_ranges_to_the_proxy_port() -> None:
     script = render_sidecar("side", 15001, POOLS)
     assert script.splitlines() == [
         "add table inet podnet-sidecar",
@@ -23,8 +23,9 @@ def test_render_redirects_ipv4_vips_to_the_proxy_port() -> None:
         'policy accept; comment "podnet sidecar side"; }',
         "add rule inet podnet-sidecar output ip daddr 10.96.0.0/16 meta l4proto tcp "
         'redirect to :15001 comment "podnet sidecar side: service VIPs to the proxy"',
-    ]
-    assert "fd00" not in script  # the proxy listens on 127.0.0.1 only
+        "add rule inet podnet-sidecar output ip6 daddr fd00:96::/112 meta l4proto tcp "
+        'redirect to :15001 comment "podnet sidecar side: service VIPs to the proxy"',
+    ]  # IPv4 lands on 127.0.0.1, IPv6 on ::1: the proxy serves both
 
 
 def test_removal_tolerates_a_missing_table() -> None:

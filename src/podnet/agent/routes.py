@@ -46,7 +46,8 @@ def proxy_argv(spec: ProxySpec, netns: str | None, python: str = sys.executable)
     """The command that runs ``spec``: ``podnet proxy run --agent`` (in ``netns``)."""
     argv = [python, "-m", "podnet", "proxy", "run", "--name", spec.name, "--agent"]
     if spec.mode == "sidecar":
-        argv += ["--sidecar", "--listen", f"127.0.0.1:{spec.listen_port}"]
+        port = spec.listen_port  # IPv6 VIPs are redirected to [::1] (rules.sidecar)
+        argv += ["--sidecar", "--listen", f"127.0.0.1:{port}", "--also-listen", f"[::1]:{port}"]
     else:
         argv += ["--listen", f"0.0.0.0:{spec.host_port}"]
     if spec.admin_port:

@@ -26,6 +26,13 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     source.add_argument("--agent", action="store_true", help="long-poll the agent for snapshots")
     source.add_argument("--agent-socket", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--listen", required=True, help="HOST:PORT to serve HTTP on")
+    parser.add_argument(
+        "--also-listen",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="another address to serve, if it can be bound (repeatable)",
+    )
     parser.add_argument("--admin", help="HOST:PORT for /metrics and /healthz")
     parser.add_argument("--workers", type=int, default=1, help="processes sharing the port")
     parser.add_argument("--access-log", help="PATH, or - for standard output (default: none)")
@@ -54,6 +61,7 @@ def _options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return ProxyOptions(
         name=args.name,
         listen=parse_address(args.listen),
+        also_listen=tuple(parse_address(a) for a in args.also_listen),
         snapshot=args.snapshot,
         agent_socket=agent_socket,
         admin=parse_address(args.admin) if args.admin else None,

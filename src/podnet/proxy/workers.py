@@ -47,6 +47,9 @@ class ProxyOptions:
 
     name: str
     listen: tuple[str, int]
+    #: More addresses to serve, best effort (a sidecar's [::1] beside 127.0.0.1:
+    #: a pod whose loopback has no IPv6 still gets its IPv4 interception).
+    also_listen: tuple[tuple[str, int], ...] = ()
     snapshot: Path | None = None
     agent_socket: Path | None = None
     admin: tuple[str, int] | None = None
@@ -103,6 +106,12 @@ async def run_worker(options: ProxyOptions) -> int:
             await asyncio.sleep(0.01)
     reuse = options.reuse_port or options.workers > 1
     bound = await engine.listen(*options.listen, reuse_port=reuse)
+    for host, port in options.also_listen:
+        try:
+            bound += await engine.listen(host, port, reuse_port=reuse)
+        except OSError as exc:
+            print(f"podnet proxy {options.name}: not serving {_format(host, port)}: {exc}",
+                  file=sys.stderr, flush=True)  # fmt: skip
     admin_server = None
     if options.admin is not None:
         admin_server = await serve_admin(engine, *options.admin, reuse_port=reuse)
@@ -153,6 +162,8 @@ def _reserve(host: str, port: int) -> socket.socket:
 def _worker_argv(options: ProxyOptions, ready_fd: int) -> list[str]:
     argv = [sys.executable, "-m", "podnet.cli.proxy", "--name", options.name]
     argv += ["--listen", _format(*options.listen), "--reuse-port", "--ready-fd", str(ready_fd)]
+    for extra in options.also_listen:
+        argv += ["--also-listen", _format(*extra)]
     if options.snapshot is not None:
         argv += ["--snapshot", str(options.snapshot)]
     if options.agent_socket is not None:

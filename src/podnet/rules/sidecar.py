@@ -7,8 +7,9 @@ port; the proxy reads the original destination (SO_ORIGINAL_DST) and routes by
 it. The proxy itself connects to endpoint pod addresses, never to VIPs, so its
 own connections are not redirected again: no loop, no uid exclusion needed.
 
-IPv4 only: the proxy listens on 127.0.0.1, and ``redirect`` of IPv6 traffic
-would go to ::1, where it does not listen.
+``redirect`` sends IPv4 to 127.0.0.1 and IPv6 to ::1: the proxy listens on
+both (on ::1 only when the pod's loopback has IPv6), with IP6T_SO_ORIGINAL_DST
+for the IPv6 destination.
 
 The transaction declares the table, deletes it and declares it again in one
 ``nft -f -``: applied any number of times it leaves exactly this content, and
@@ -37,18 +38,18 @@ def render_sidecar(
     Args:
         proxy: the proxy's name (in the rules' comments).
         listen_port: where the proxy listens on 127.0.0.1.
-        pools: the service VIP ranges; IPv6 ones are skipped (see module doc).
+        pools: the service VIP ranges (IPv4 and IPv6).
     """
     tx = Transaction(table).add_table().delete_table().add_table()
     tx.add_chain(SIDECAR_CHAIN, _OUTPUT_NAT, comment=f"podnet sidecar {proxy}")
     rules = [
         Rule(
             SIDECAR_CHAIN,
-            f"ip daddr {pool} meta l4proto tcp redirect to :{listen_port}",
+            f"{'ip' if pool.version == 4 else 'ip6'} daddr {pool} meta l4proto tcp "
+            f"redirect to :{listen_port}",
             f"podnet sidecar {proxy}: service VIPs to the proxy",
         )
         for pool in pools
-        if pool.version == 4
     ]
     tx.add_rules(rules)
     return tx.render()
