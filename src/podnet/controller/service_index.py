@@ -146,20 +146,10 @@ class ServiceIndex:
     # -- indexes ----------------------------------------------------------------------------
 
     def _index_service(self, spec: ServiceSpec, *, add: bool) -> None:
-        for term in spec.selector.items():
-            names = self._services_by_term[term]
-            if add:
-                names.add(spec.name)
-            else:
-                names.discard(spec.name)
+        _index(self._services_by_term, spec.selector, spec.name, add=add)
 
     def _index_pod(self, pod: PodSpec, *, add: bool) -> None:
-        for term in pod.labels.items():
-            names = self._pods_by_term[term]
-            if add:
-                names.add(pod.name)
-            else:
-                names.discard(pod.name)
+        _index(self._pods_by_term, pod.labels, pod.name, add=add)
 
     def _selecting(self, labels: Mapping[str, str]) -> set[str]:
         """Services whose selector matches ``labels``."""
@@ -207,3 +197,14 @@ class ServiceIndex:
 
     def has_pods(self) -> bool:
         return bool(self._pods)
+
+
+def _index(
+    by_term: defaultdict[Term, set[str]], terms: Mapping[str, str], name: str, *, add: bool
+) -> None:
+    """Add ``name`` under each ``key=value`` of ``terms`` (or take it away)."""
+    for term in terms.items():
+        if add:
+            by_term[term].add(name)
+        else:
+            by_term[term].discard(name)
