@@ -64,10 +64,10 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from podnet.errors import PodnetError
 from podnet.kernel import netns
@@ -672,10 +672,19 @@ def lab_scope(lab_ids: list[str]) -> Iterator[Lab]:
         yield lab
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    preflight("bench/proxy.py")
-    place = Placement.choose(not args.no_pin, args.float_backends)
+T = TypeVar("T")
+
+
+def run_in_lab(
+    script: str,
+    args: argparse.Namespace,
+    place: Placement,
+    bench: Callable[[Lab, argparse.Namespace, Placement, str | None], T],
+) -> tuple[T, list[str], str | None]:
+    """The frame both proxy benches share: checks, one lab, ``bench`` in it.
+    Returns its result, what the lab left behind (warned about too) and why
+    podnet's proxy could not be measured (None: it was)."""
+    preflight(script)
     PRIORITY["nice"] = args.nice
     podnet_missing = podnet_proxy_available()
     if podnet_missing:
@@ -691,6 +700,13 @@ def main(argv: list[str] | None = None) -> int:
         problems = lab_leftovers(lab_ids)
         for p in problems:
             log(f"WARNING: {p}")
+    return result, problems, podnet_missing
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    place = Placement.choose(not args.no_pin, args.float_backends)
+    result, problems, podnet_missing = run_in_lab("bench/proxy.py", args, place, bench)
     desc = (
         f"{args.backends} x podnet whoami (Python, uvloop), round robin"
         if args.backend == "whoami"

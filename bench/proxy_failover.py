@@ -61,27 +61,22 @@ from typing import Any
 from proxy import (
     PATH,
     PORTS,
-    PRIORITY,
     PROXIES,
     Placement,
     Procs,
     haproxy_stats,
-    lab_scope,
     log,
     nginx_upstream_errors,
     pinned,
     podnet_metrics,
-    podnet_proxy_available,
-    preflight,
     proxy_list,
+    run_in_lab,
     start_backends,
     start_proxy,
 )
 
-from podnet.errors import PodnetError
 from podnet.kernel import netns
 from podnet.lab import Lab
-from podnet.lab import leftovers as lab_leftovers
 from podnet.workload.whoami import new_event_loop
 
 BACKENDS = 3
@@ -403,23 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--client"]:
         return client_main(argv[1:])
     args = parse_args(argv)
-    preflight("bench/proxy_failover.py")
     place = Placement.choose(not args.no_pin, float_backends=False)
-    PRIORITY["nice"] = args.nice
-    podnet_missing = podnet_proxy_available()
-    if podnet_missing:
-        log(f"WARNING: {podnet_missing}; measuring the anchors only")
-    lab_ids: list[str] = []
-    try:
-        with lab_scope(lab_ids) as lab:
-            results = bench(lab, args, place, podnet_missing)
-    except (PodnetError, OSError) as exc:
-        log(f"FAILED: {exc}")
-        raise
-    finally:
-        problems = lab_leftovers(lab_ids)
-        for p in problems:
-            log(f"WARNING: {p}")
+    results, problems, podnet_missing = run_in_lab("bench/proxy_failover.py", args, place, bench)
     summary = {
         "rounds": args.rounds,
         "duration": args.duration,
