@@ -349,6 +349,7 @@ def test_killing_one_of_three_backends_under_load_loses_no_get(harness: Harness)
     with Load(proxy.port, threads=4) as load:
         load.wait_for(300)
         webs[0].stop(signal.SIGKILL)
+        time.sleep(0.2)  # an answer w0 sent just before it died may still be on its way
         killed_at = load.hosts["w0"]
         load.wait_for(600)
     assert load.hosts["w0"] == killed_at
@@ -732,4 +733,9 @@ def test_two_workers_share_the_port_and_both_serve(harness: Harness) -> None:
 
     eventually(lambda: len(workers()) == 2)
     assert proxy.pid not in workers()
+    # One admin port for all: /metrics sums the workers' counters, whichever served.
+    pattern = r'podnet_proxy_requests_total\{route="r1",[^}]*code_class="2xx"\} (\d+)'
+    total = re.search(pattern, metrics(proxy))
+    assert total and int(total[1]) == 40
+    assert get(proxy.admin, "/healthz")[0] == 200
     assert proxy.stop() == 0

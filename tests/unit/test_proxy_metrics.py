@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from podnet.proxy.metrics import BUCKETS, Metrics, code_class, escape_label
+from podnet.proxy.metrics import BUCKETS, Metrics, code_class, escape_label, merge_expositions
 
 _LINE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -166,3 +166,20 @@ def test_gauges_are_rendered_as_families() -> None:
 )
 def test_code_class(status: int, expected: str) -> None:
     assert code_class(status) == expected
+
+
+def test_merged_expositions_add_samples_and_keep_comments_once() -> None:
+    a = Metrics()
+    b = Metrics()
+    for m, n in ((a, 3), (b, 4)):
+        for _ in range(n):
+            m.request(route="r", backend="b", status=200, seconds=0.01)
+    one = a.render({"podnet_proxy_in_flight": 2, "podnet_proxy_snapshot_version": 7}).decode()
+    two = b.render({"podnet_proxy_in_flight": 1, "podnet_proxy_snapshot_version": 9}).decode()
+    merged = merge_expositions([one, two])
+    lines = merged.splitlines()
+    assert 'podnet_proxy_requests_total{route="r",backend="b",code_class="2xx"} 7' in lines
+    assert "podnet_proxy_in_flight 3" in lines
+    assert "podnet_proxy_snapshot_version 9" in lines  # the newest, not a sum
+    assert len([x for x in lines if x.startswith("# TYPE podnet_proxy_requests_total")]) == 1
+    assert merge_expositions([one]) == one

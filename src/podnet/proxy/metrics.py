@@ -19,10 +19,11 @@ from __future__ import annotations
 import math
 import re
 from bisect import bisect_left
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
+from typing import Final
 
-__all__ = ["BUCKETS", "Metrics", "code_class", "escape_label"]
+__all__ = ["BUCKETS", "Metrics", "code_class", "escape_label", "merge_expositions"]
 
 #: Upper bounds (seconds) of the latency histogram: 0.5 ms to 10 s, roughly 1-2.5-5 steps.
 BUCKETS = (
@@ -227,3 +228,38 @@ def _render_gauges(gauges: Mapping[str, float]) -> list[str]:
         lines.append(f"# TYPE {name} gauge")
         lines += [f"{key} {_number(value)}" for key, value in sorted(by_name[name])]
     return lines
+
+
+#: Gauges that are not summed over workers: the newest value wins (max).
+_NOT_SUMMED: Final = ("podnet_proxy_snapshot_version",)
+
+
+def merge_expositions(texts: Sequence[str]) -> str:
+    """Several workers' ``/metrics`` as one: samples with the same name and
+    labels are added (counters, histogram buckets, sums and counts, and gauges
+    such as connections or requests in flight), except :data:`_NOT_SUMMED`,
+    whose maximum is taken. ``# HELP``/``# TYPE`` lines are kept once, and the
+    order is that of first appearance."""
+    order: list[str] = []
+    comments: set[str] = set()
+    values: dict[str, float] = {}
+    for text in texts:
+        for line in text.splitlines():
+            if not line:
+                continue
+            if line.startswith("#"):
+                if line not in comments:
+                    comments.add(line)
+                    order.append(line)
+                continue
+            series, _, value = line.rpartition(" ")
+            number = float(value)
+            if series not in values:
+                order.append(series)
+                values[series] = number
+            elif series.startswith(_NOT_SUMMED):
+                values[series] = max(values[series], number)
+            else:
+                values[series] += number
+    out = [line if line in comments else f"{line} {_number(values[line])}" for line in order]
+    return "\n".join(out) + "\n"

@@ -25,8 +25,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from dataclasses import dataclass, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Final
 
@@ -35,6 +38,7 @@ from podnet.proxy.accesslog import AccessLog
 from podnet.proxy.admin import serve_admin
 from podnet.proxy.engine import Engine
 from podnet.proxy.feed import AgentFeed, SnapshotFile
+from podnet.proxy.metrics import merge_expositions
 
 __all__ = ["ProxyOptions", "parse_address", "run_worker", "supervise"]
 
@@ -135,8 +139,9 @@ async def run_worker(options: ProxyOptions) -> int:
 
 
 def _report_ready(options: ProxyOptions, bound: list[str], admin: asyncio.Server | None) -> None:
-    if options.ready_fd is not None:
-        os.write(options.ready_fd, b"r")
+    if options.ready_fd is not None:  # "r" and the worker's admin port, if any
+        port = admin.sockets[0].getsockname()[1] if admin is not None else ""
+        os.write(options.ready_fd, f"r{port}".encode())
         os.close(options.ready_fd)
         return
     line = f"podnet proxy {options.name} listening on {', '.join(bound)}"
@@ -168,8 +173,8 @@ def _worker_argv(options: ProxyOptions, ready_fd: int) -> list[str]:
         argv += ["--snapshot", str(options.snapshot)]
     if options.agent_socket is not None:
         argv += ["--agent-socket", str(options.agent_socket)]
-    if options.admin is not None:
-        argv += ["--admin", _format(*options.admin)]
+    if options.admin is not None:  # each its own, on loopback: the parent sums them
+        argv += ["--admin", "127.0.0.1:0"]
     if options.access_log is not None:
         argv += ["--access-log", options.access_log]
     if options.sidecar:
@@ -181,6 +186,8 @@ class _Supervisor:
     def __init__(self, options: ProxyOptions) -> None:
         self.options = options
         self.children: list[subprocess.Popen[bytes] | None] = [None] * options.workers
+        self.admin_ports: list[int | None] = [None] * options.workers
+        self._pipes: dict[int, int] = {}  # readiness pipe -> worker index
         self.stopping = False
 
     def spawn(self, index: int) -> int:
@@ -189,6 +196,7 @@ class _Supervisor:
         argv = _worker_argv(self.options, write)
         self.children[index] = subprocess.Popen(argv, pass_fds=(write,))
         os.close(write)
+        self._pipes[read] = index
         return read
 
     def wait_ready(self, pipes: list[int]) -> bool:
@@ -197,8 +205,12 @@ class _Supervisor:
         while pending and time.monotonic() < deadline:
             ready, _, _ = select.select(list(pending), [], [], 0.2)
             for fd in ready:
-                failed = failed or not os.read(fd, 1)  # EOF: the worker died before ready
+                said = os.read(fd, 16)
+                failed = failed or not said  # EOF: the worker died before ready
+                if said[1:].isdigit():
+                    self.admin_ports[self._pipes[fd]] = int(said[1:])
                 pending.discard(fd)
+                self._pipes.pop(fd, None)
         for fd in pipes:
             os.close(fd)
         return not pending and not failed
@@ -231,18 +243,71 @@ class _Supervisor:
             time.sleep(0.1)
 
 
+class _AdminSum(ThreadingHTTPServer):
+    """The admin port of ``--workers N``: /metrics summed over every worker's
+    own (each serves its counters on an ephemeral loopback port), /healthz
+    200 while every worker runs. One port, one coherent view: with the port
+    shared by SO_REUSEPORT instead, each scrape would see one random worker."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], supervisor: _Supervisor) -> None:
+        self.supervisor = supervisor
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.address_family = family
+        super().__init__(address, _AdminHandler)
+
+    def worker_metrics(self) -> list[str]:
+        texts = []
+        for port in self.supervisor.admin_ports:
+            if port is None:
+                continue
+            with contextlib.suppress(OSError):
+                url = f"http://127.0.0.1:{port}/metrics"
+                with urllib.request.urlopen(url, timeout=2) as answer:
+                    texts.append(answer.read().decode())
+        return texts
+
+
+class _AdminHandler(BaseHTTPRequestHandler):
+    server: _AdminSum
+
+    def do_GET(self) -> None:
+        if self.path == "/metrics":
+            body = merge_expositions(self.server.worker_metrics()).encode()
+            self._answer(200, body, "text/plain; version=0.0.4")
+        elif self.path == "/healthz":
+            children = self.server.supervisor.children
+            alive = all(c is not None and c.poll() is None for c in children)
+            self._answer(200 if alive else 503, b"ok\n" if alive else b"worker down\n")
+        else:
+            self._answer(404, b"not found\n")
+
+    def _answer(self, status: int, body: bytes, ctype: str = "text/plain") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the access log is the workers'."""
+
+
 def supervise(options: ProxyOptions) -> int:
     """Run ``options.workers`` worker processes sharing the port; return the exit status."""
     if options.workers < 1:
         raise InvalidInput(f"workers {options.workers} must be at least 1")
     reserved = [_reserve(*options.listen)]
     listen = (options.listen[0], reserved[0].getsockname()[1])
-    admin = options.admin
-    if admin is not None:
-        reserved.append(_reserve(*admin))
-        admin = (admin[0], reserved[1].getsockname()[1])
-    options = replace(options, listen=listen, admin=admin)
+    options = replace(options, listen=listen)
     supervisor = _Supervisor(options)
+    admin = None
+    if options.admin is not None:
+        admin_server = _AdminSum(options.admin, supervisor)
+        host, port = admin_server.server_address[:2]
+        admin = (str(host), int(port))
+        threading.Thread(target=admin_server.serve_forever, daemon=True).start()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda n, _f: supervisor.signal_all(n))
     try:
