@@ -380,9 +380,8 @@ def test_circuit_breaker_overflow_is_503_at_once(harness: Harness) -> None:
     thread = threading.Thread(target=lambda: slow_answer.append(get(proxy.port, "/delay/1.5")[0]))
     thread.start()
     time.sleep(0.4)
-    started = time.monotonic()
-    assert get(proxy.port)[0] == 503
-    assert time.monotonic() - started < 1.0  # not queued behind the slow request
+    assert get(proxy.port)[0] == 503  # queued behind the slow request, it would be a 200
+    assert not slow_answer  # ... and the slow one is still going: the 503 came at once
     thread.join(IO_TIMEOUT)
     assert slow_answer == [200]
     assert 'podnet_proxy_overflow_total{route="r1",backend="web"} 1' in metrics(proxy)
@@ -410,10 +409,9 @@ def test_connect_timeout_gives_up_on_an_endpoint_that_never_accepts(harness: Har
     timeouts = Timeouts(connect=0.3, per_try=5, request=5)
     harness.write([route(ep, timeouts=timeouts, retries=RetryPolicy(attempts=1))])
     proxy = harness.proxy()
-    try:
-        started = time.monotonic()
+    try:  # without the connect timeout the client's own (IO_TIMEOUT) would fire first
         assert get(proxy.port)[0] == 503
-        assert time.monotonic() - started < 3.0
+        assert 'kind="connect"' in metrics(proxy)
     finally:
         for sock in [*fillers, listener]:
             sock.close()
@@ -426,9 +424,7 @@ def test_per_try_timeout_is_504(harness: Harness) -> None:
         [route(backend("web", [web]), timeouts=timeouts, retries=RetryPolicy(attempts=1))]
     )
     proxy = harness.proxy()
-    started = time.monotonic()
-    assert get(proxy.port, "/delay/3")[0] == 504
-    assert time.monotonic() - started < 2.5
+    assert get(proxy.port, "/delay/3")[0] == 504  # the backend would answer 200 after 3 s
 
 
 def test_request_timeout_bounds_every_try_together(harness: Harness) -> None:
@@ -437,10 +433,9 @@ def test_request_timeout_bounds_every_try_together(harness: Harness) -> None:
     retries = RetryPolicy(attempts=10, on=("timeout",), backoff_base=0.001, backoff_max=0.001)
     harness.write([route(backend("web", [web]), timeouts=timeouts, retries=retries)])
     proxy = harness.proxy()
-    started = time.monotonic()
     assert get(proxy.port, "/delay/3")[0] == 504
-    assert time.monotonic() - started < 2.5  # ten tries of 0.4 s would take 4 s
-    assert "podnet_proxy_retries_total" in metrics(proxy)
+    retried = re.search(r"podnet_proxy_retries_total\{[^}]*\} (\d+)", metrics(proxy))
+    assert retried and 1 <= int(retried[1]) <= 2  # 1.0 s holds at most 3 tries of 0.4 s, not 10
 
 
 def test_retries_go_to_another_endpoint(harness: Harness) -> None:
