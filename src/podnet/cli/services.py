@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
-from dataclasses import replace
 from typing import Any
 
 from podnet.api.http import ApiClient
 from podnet.cli.args import key_values
 from podnet.cli.render import print_json, table
-from podnet.errors import InvalidInput
-from podnet.model.service import Endpoint, HealthCheck, ServicePort, ServiceSpec
+from podnet.model.service import (
+    HealthCheck,
+    ServicePort,
+    ServiceSpec,
+    parse_affinity,
+    parse_endpoint,
+    publish,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -47,40 +51,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     eps.add_argument("--json", action="store_true")
 
 
-def _endpoint(text: str) -> Endpoint:
-    addr, _, weight = text.partition("@")
-    try:
-        return Endpoint(ipaddress.ip_address(addr), weight=int(weight or 1))
-    except ValueError:
-        raise InvalidInput(
-            f"endpoint {text!r} is not valid", hint="write IP or IP@WEIGHT"
-        ) from None
-
-
-def _affinity(text: str | None) -> int | None:
-    if text is None:
-        return None
-    kind, _, timeout = text.partition(":")
-    if kind != "client-ip":
-        raise InvalidInput(f"affinity {text!r} is not valid", hint="write client-ip[:SECONDS]")
-    return int(timeout or 10800)
-
-
-def _ports(args: argparse.Namespace) -> tuple[ServicePort, ...]:
-    ports = [ServicePort.parse(p) for p in args.port]
-    for pub in args.publish or []:
-        spec, _, proto = pub.partition("/")
-        host, _, port = spec.partition(":")
-        match = [p for p in ports if str(p.port) == port and p.protocol == (proto or "tcp")]
-        if not match or not host.isdigit():
-            raise InvalidInput(
-                f"--publish {pub!r} names no --port of the service",
-                hint="write HOST_PORT:PORT with PORT one of the service's --port values",
-            )
-        ports[ports.index(match[0])] = replace(match[0], host_port=int(host))
-    return tuple(ports)
-
-
 def _spec(args: argparse.Namespace) -> ServiceSpec:
     health = HealthCheck(
         kind=args.health,
@@ -92,12 +62,12 @@ def _spec(args: argparse.Namespace) -> ServiceSpec:
     )
     return ServiceSpec(
         name=args.name,
-        ports=_ports(args),
+        ports=publish([ServicePort.parse(p) for p in args.port], args.publish or []),
         selector=key_values(args.selector, "selector"),
         lb=args.lb,
-        affinity_timeout=_affinity(args.affinity),
+        affinity_timeout=parse_affinity(args.affinity),
         headless=args.headless,
-        endpoints=tuple(_endpoint(e) for e in args.endpoint or []),
+        endpoints=tuple(parse_endpoint(e) for e in args.endpoint or []),
         health=health,
     ).validate()
 

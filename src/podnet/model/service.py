@@ -8,8 +8,8 @@ health-checks its endpoints. This module holds the types only.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from podnet.errors import InvalidInput
@@ -23,6 +23,9 @@ __all__ = [
     "HealthCheck",
     "ServicePort",
     "ServiceSpec",
+    "parse_affinity",
+    "parse_endpoint",
+    "publish",
 ]
 
 LB_POLICIES = ("random", "roundrobin", "maglev")
@@ -227,3 +230,43 @@ class ServiceSpec:
             vips=tuple(parse_ip(v) for v in data.get("vips", [])),
             owner=str(data.get("owner", "")),
         )
+
+
+# -- the text forms the CLI and topology files share ------------------------------------------
+
+
+def parse_endpoint(text: str) -> Endpoint:
+    """``IP`` or ``IP@WEIGHT``: a manual endpoint."""
+    addr, _, weight = text.partition("@")
+    try:
+        return Endpoint(parse_ip(addr), weight=int(weight or 1))
+    except ValueError:
+        raise InvalidInput(
+            f"endpoint {text!r} is not valid", hint="write IP or IP@WEIGHT"
+        ) from None
+
+
+def parse_affinity(text: str | None) -> int | None:
+    """``client-ip[:SECONDS]`` (default 3 hours, as Kubernetes): the timeout; None: none."""
+    if text is None:
+        return None
+    kind, _, timeout = text.partition(":")
+    if kind != "client-ip" or not (timeout or "0").isdigit():
+        raise InvalidInput(f"affinity {text!r} is not valid", hint="write client-ip[:SECONDS]")
+    return int(timeout or 10800)
+
+
+def publish(ports: Sequence[ServicePort], published: Iterable[str]) -> tuple[ServicePort, ...]:
+    """``ports`` with host ports from ``HOST_PORT:PORT[/udp]`` texts."""
+    out = list(ports)
+    for text in published:
+        spec, _, proto = text.partition("/")
+        host, _, port = spec.partition(":")
+        match = [p for p in out if str(p.port) == port and p.protocol == (proto or "tcp")]
+        if not match or not host.isdigit():
+            raise InvalidInput(
+                f"published port {text!r} names no port of the service",
+                hint="write HOST_PORT:PORT with PORT one of the service's ports",
+            )
+        out[out.index(match[0])] = replace(match[0], host_port=int(host))
+    return tuple(out)
