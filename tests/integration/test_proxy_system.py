@@ -71,8 +71,10 @@ def ip(lab: Lab, pod: str) -> str:
 
 
 def ready(lab: Lab) -> int:
+    """Pods of service web with every address ready (dual stack: two each)."""
     svc = json.loads(lab.podnet("service", "inspect", "web").stdout)[0]
-    return sum(1 for e in svc["endpoints"] if e["ready"])
+    pods = {e["pod"] for e in svc["endpoints"]}
+    return sum(all(e["ready"] for e in svc["endpoints"] if e["pod"] == p) for p in pods)
 
 
 def proxies(lab: Lab) -> list[dict[str, Any]]:
@@ -273,3 +275,62 @@ routes:
     assert "edge2" not in {p["name"] for p in proxies(lab)}
     assert "api" not in lab.podnet("route", "ls", "-q").stdout.split()
     assert process_start_ticks(pid) is None
+
+
+def test_one_topology_file_declares_pods_a_service_a_route_and_a_proxy(
+    lab: Lab, tmp_path: Path
+) -> None:
+    topo = tmp_path / "whole.yaml"
+    text = """
+name: whole
+networks:
+  wholenet: {subnet: 10.89.5.0/24}
+pods:
+  solo:
+    networks: [wholenet]
+    labels: {app: solo}
+    command: podnet whoami --port 8080
+services:
+  solo:
+    ports: ["80:8080"]
+    selector: {app: solo}
+    lb: random
+    health: {kind: tcp, interval: 0.5, timeout: 0.4, healthy_threshold: 1}
+routes:
+  solo:
+    match: {hosts: [solo.example]}
+    backends: [solo]
+proxies:
+  edge4: {host_port: 8094}
+"""
+    topo.write_text(text)
+    dry = lab.podnet("up", "-f", str(topo), "--dry-run").stdout
+    assert "+ service solo" in dry and "+ route solo" in dry and "+ proxy edge4" in dry
+    lab.podnet("up", "-f", str(topo))
+    vip = json.loads(lab.podnet("service", "inspect", "solo").stdout)[0]["vips"][0]
+
+    def serving_solo() -> bool:
+        try:
+            return set(hits(lab, lab.external, lab.host_ip, 8094, 1, host="solo.example")) == {
+                "solo"
+            }
+        except (OSError, http.client.HTTPException):
+            return False
+
+    wait_for("edge4 serving solo", serving_solo, 30)
+    assert set(hits(lab, lab.external, lab.host_ip, 8094, 5, host="solo.example")) == {"solo"}
+    # A changed service keeps its VIP; an unchanged file changes nothing.
+    topo.write_text(text.replace("lb: random", "lb: maglev"))
+    assert "~ service solo" in lab.podnet("up", "-f", str(topo)).stdout
+    again = json.loads(lab.podnet("service", "inspect", "solo").stdout)[0]
+    assert again["vips"][0] == vip and again["lb"] == "maglev"
+    assert "service" not in lab.podnet("up", "-f", str(topo)).stdout
+    # A file may not take over a service someone else made.
+    other = tmp_path / "other.yaml"
+    other.write_text("name: other\nservices:\n  web: {ports: [80], selector: {app: web}}\n")
+    with pytest.raises(LabCommandError, match="exist already"):
+        lab.podnet("up", "-f", str(other))
+    lab.podnet("down", "-f", str(topo))
+    assert "solo" not in lab.podnet("service", "ls", "-q").stdout.split()
+    assert "solo" not in lab.podnet("route", "ls", "-q").stdout.split()
+    assert "edge4" not in {p["name"] for p in proxies(lab)}

@@ -228,7 +228,7 @@ def test_error_lists_every_problem_in_file_order() -> None:
     assert isinstance(err, InvalidInput)
     assert [(p.line, p.column) for p in err.problems] == [(2, 1), (4, 18)]
     lines = str(err).splitlines()
-    keys = "name, networks, pods, proxies, routes, x-*"
+    keys = "name, networks, pods, proxies, routes, services, x-*"
     assert lines[0] == f"f.yaml:2:1: unknown key 'bogus' at the top level (valid keys here: {keys})"
     assert lines[1].startswith("f.yaml:4:18: pod 'a' is on unknown network 'nope' (")
     assert err.to_dict()["problems"][0]["line"] == 2

@@ -10,6 +10,7 @@ and the kernel follows through ``Reconciler.sync_services``.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -77,6 +78,68 @@ class Registry:
             self.service.reconciler.reconcile(scope=())
             return True
 
+    # -- topology files: a whole owner's services at once ---------------------------------
+
+    def plan_desired(self, services: Mapping[str, ServiceSpec], owner: str) -> list[str]:
+        """The change lines (``+``, ``~``, ``-``) that make ``owner``'s services
+        exactly ``services``; refuses to take over services someone else owns."""
+        have = self.repo.services()
+        foreign = sorted(n for n in services if n in have and have[n].owner != owner)
+        if foreign:
+            who = have[foreign[0]].owner or "the CLI"
+            raise Conflict(
+                f"service(s) {', '.join(foreign)} exist already, owned by {who}",
+                hint="remove them first ('podnet service rm'), or rename them in the file",
+            )
+        lines = []
+        for name, spec in sorted(services.items()):
+            old = have.get(name)
+            if old is None or not _same(old, spec):
+                lines.append(f"{'+' if old is None else '~'} service {name}")
+        lines += [
+            f"- service {n}"
+            for n, s in sorted(have.items())
+            if s.owner == owner and n not in services
+        ]
+        return lines
+
+    def apply_desired(self, services: Mapping[str, ServiceSpec], owner: str) -> list[str]:
+        """Make ``owner``'s services exactly ``services``: create, change (VIPs
+        kept), remove. Services this call created are removed again if a later
+        one fails. Returns the change lines."""
+        with self.service.lock:
+            lines = self.plan_desired(services, owner)
+            have = self.repo.services()
+            created: list[str] = []
+            try:
+                for name, spec in sorted(services.items()):
+                    old = have.get(name)
+                    if old is None:
+                        self.create(spec)
+                        created.append(name)
+                    elif not _same(old, spec):
+                        self._change(old, spec)
+                for name, old in sorted(have.items()):
+                    if old.owner == owner and name not in services:
+                        self.remove(name)
+            except BaseException:
+                for name in created:
+                    self.remove(name)
+                raise
+            return lines
+
+    def _change(self, old: ServiceSpec, spec: ServiceSpec) -> None:
+        """Replace ``old`` by ``spec`` in place, keeping its VIPs (a headless
+        switch needs new ones: then it is removed and created)."""
+        if old.headless != spec.headless:
+            self.remove(old.name)
+            self.create(spec)
+            return
+        spec = replace(spec.validate(), vips=old.vips)
+        self._check_host_ports(spec)
+        self.service.store.put(Keys.service(spec.name), spec.to_dict())
+        self.service.reconciler.reconcile(scope=())
+
     def _delete_records(self, spec: ServiceSpec) -> None:
         ops: list[Put | Delete] = [Delete(Keys.service(spec.name))]
         ops += [Delete(f"{VIP_LEASES}{vip}") for vip in spec.vips]
@@ -104,6 +167,8 @@ class Registry:
             for m in pod.ports:
                 taken[(m.protocol, m.host_port)] = f"pod {pod.name!r}"
         for other in self.repo.services().values():
+            if other.name == spec.name:
+                continue  # its own ports (a service being replaced)
             for p in other.ports:
                 if p.host_port:
                     taken[(p.protocol, p.host_port)] = f"service {other.name!r}"
@@ -131,3 +196,8 @@ class Registry:
         out["endpoints"] = endpoints
         out["manual_endpoints"] = [e.to_dict() for e in spec.endpoints]
         return out
+
+
+def _same(old: ServiceSpec, new: ServiceSpec) -> bool:
+    """Equal but for the VIPs, which the registry gives."""
+    return replace(old, vips=()) == replace(new, vips=())

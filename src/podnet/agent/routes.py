@@ -21,7 +21,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
@@ -369,6 +369,7 @@ class RouteOps:
         proxies: Mapping[str, ProxySpec],
         owner: str,
         pods: Mapping[str, PodSpec] | None = None,
+        services: Collection[str] | None = None,
     ) -> tuple[list[Put | Delete], list[str]]:
         """The store writes and change lines of :meth:`apply_desired`, checked
         (references, ports, foreign owners) but not applied (``--dry-run``)."""
@@ -384,7 +385,8 @@ class RouteOps:
             spec.validate()
             self.admit(spec, [*kept.values(), *proxies.values()], pods, previous)
         future_proxies = {**kept, **proxies}
-        services = self.repo.services()
+        if services is None:  # which services the routes may name (default: the store's)
+            services = set(self.repo.services())
         for route in routes.values():
             route.validate()
             missing = sorted({b.service for b in route.backends if b.service not in services})

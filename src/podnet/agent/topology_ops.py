@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from podnet.agent.admission import admit_pod, resolve_network
+from podnet.agent.registry import Registry
 from podnet.agent.routes import RouteOps
 from podnet.agent.service import Service
 from podnet.topology import Topology, plan_changes
@@ -31,17 +32,24 @@ def up(service: Service, topology: Topology, *, dry_run: bool = False) -> dict[s
         alloc = service.allocations(new_pods.values())
         for spec in (*changes.replace_pods, *changes.add_pods):
             new_pods[spec.name] = admit_pod(spec, new_nets, alloc, service.port_holder)
-        l7 = RouteOps(service)  # routes and proxies: checked before anything changes
+        registry = Registry(service)  # services, routes, proxies: checked before any change
+        services = {s.name: s for s in topology.services}
+        service_changes = registry.plan_desired(services, topology.owner)
+        future = {n for n, s in service.repo.services().items() if s.owner != topology.owner}
+        l7 = RouteOps(service)
         l7_routes = {r.name: r for r in topology.routes}
         proxies = {p.name: p for p in topology.proxies}
-        _, l7_changes = l7.plan_desired(l7_routes, proxies, topology.owner, new_pods)
-        summary = changes.summary() + l7_changes
+        _, l7_changes = l7.plan_desired(
+            l7_routes, proxies, topology.owner, new_pods, services=future | set(services)
+        )
+        summary = changes.summary() + service_changes + l7_changes
         result: dict[str, Any] = {"topology": topology.name, "changes": summary}
         if dry_run:
             steps = service.reconciler.plan(new_nets, new_pods)
             result["steps"] = [step.describe() for step in steps]
             return result
         service.apply_desired(new_nets, new_pods, stop=removed_pods)
+        registry.apply_desired(services, topology.owner)
         l7.apply_desired(l7_routes, proxies, topology.owner)  # sidecars need their pods first
         return result
 
@@ -55,9 +63,13 @@ def down(service: Service, owner: str | None) -> dict[str, Any]:
             return owner is None or obj_owner == owner
 
         l7 = RouteOps(service)  # first: sidecars run inside the pods
+        registry = Registry(service)
         l7_changes = []
         for gone_owner in sorted({owner} if owner is not None else _l7_owners(l7)):
             l7_changes += l7.apply_desired({}, {}, gone_owner)
+        owners = {s.owner for s in service.repo.services().values() if s.owner}
+        for gone_owner in sorted({owner} if owner is not None else owners):
+            l7_changes += registry.apply_desired({}, gone_owner)
         gone_pods = sorted(n for n, p in pods.items() if mine(p.owner))
         gone_nets = sorted(n for n, net in networks.items() if mine(net.owner))
         kept_nets = {n: net for n, net in networks.items() if n not in gone_nets}

@@ -16,6 +16,7 @@ from pathlib import Path
 from podnet.errors import InvalidInput, NotFound
 from podnet.model import NetworkRequest, PodSpec
 from podnet.model.route import ProxySpec, RouteSpec
+from podnet.model.service import ServiceSpec
 from podnet.topology.checks import check_pods
 from podnet.topology.fields import mapping, name_ok, text
 from podnet.topology.networks import build_networks
@@ -23,6 +24,7 @@ from podnet.topology.pods import PodDraft, build_pods
 from podnet.topology.problems import Problems, TopologyError
 from podnet.topology.routes import build_proxies, build_routes
 from podnet.topology.schema import check_schema
+from podnet.topology.services import build_services
 from podnet.topology.yamlmarks import Document, parse
 
 __all__ = ["Topology", "load", "loads", "owner_of"]
@@ -47,6 +49,7 @@ class Topology:
     pods: tuple[PodSpec, ...]
     routes: tuple[RouteSpec, ...] = ()
     proxies: tuple[ProxySpec, ...] = ()
+    services: tuple[ServiceSpec, ...] = ()
 
     @property
     def owner(self) -> str:
@@ -119,6 +122,7 @@ def _build(doc: Document, filename: str, problems: Problems) -> Topology:
         pods=tuple(_expand(pods, owner, problems)),
         routes=tuple(build_routes(data.get("routes"), owner, problems, check=shaped)),
         proxies=tuple(build_proxies(data.get("proxies"), owner, problems, check=shaped)),
+        services=tuple(build_services(data.get("services"), owner, problems)),
     )
 
 
