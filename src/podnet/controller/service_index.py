@@ -198,6 +198,13 @@ class ServiceIndex:
     def has_pods(self) -> bool:
         return bool(self._pods)
 
+    def pods(self) -> list[PodSpec]:
+        return list(self._pods.values())
+
+    def health(self) -> dict[tuple[str, str], str]:
+        """(service, endpoint address) -> health state, as ``Repository.health``."""
+        return {(svc, a): st for svc, states in self._health.items() for a, st in states.items()}
+
 
 def _index(
     by_term: defaultdict[Term, set[str]], terms: Mapping[str, str], name: str, *, add: bool
