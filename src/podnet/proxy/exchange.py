@@ -120,15 +120,23 @@ def _origin_form(target: bytes) -> bytes:
 
 def request_info(request: Request, destination: str = "") -> RequestInfo:
     """What routing sees of ``request``."""
-    headers = request.headers
+    return routing_view(
+        request.method, request.authority, request.target, request.headers, destination
+    )
+
+
+def routing_view(
+    method: bytes, authority: bytes | None, target: bytes, headers: Headers, destination: str
+) -> RequestInfo:
+    """What routing sees of a request head (the general path's and the fast lane's)."""
     cookies = _NO_COOKIES
     if b"cookie" in headers:
         values = [v.decode("latin-1") for v in headers.get_all(b"cookie")]
         cookies = RequestInfo.parse_cookies(values)
     return RequestInfo(
-        method=request.method.decode("ascii"),
-        host=_host(request.authority),
-        path=_path(request.target),
+        method=method.decode("ascii"),
+        host=_host(authority),
+        path=_path(target),
         headers=HeaderView(headers),
         cookies=cookies,
         destination=destination,

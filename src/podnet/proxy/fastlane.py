@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from podnet.proxy.exchange import _NO_COOKIES, HeaderView, _host, _path
+from podnet.proxy.exchange import routing_view
 from podnet.proxy.fast import NEED_MORE, SimpleRequest, SimpleResponse, parse_simple_request
 from podnet.proxy.fast import parse_simple_response as _parse_response
 from podnet.proxy.headers import Headers
@@ -76,20 +76,9 @@ class Handover:
 
 def simple_info(request: SimpleRequest, destination: str) -> RequestInfo:
     """What routing sees of ``request`` (as :func:`~podnet.proxy.exchange.request_info`)."""
-    cookies = _NO_COOKIES
     pairs, names = request.fields()
     headers = Headers._trusted(pairs, names)
-    if b"cookie" in names:
-        values = [v.decode("latin-1") for v in headers.get_all(b"cookie")]
-        cookies = RequestInfo.parse_cookies(values)
-    return RequestInfo(
-        method=request.method.decode("ascii"),
-        host=_host(request.host),
-        path=_path(request.target),
-        headers=HeaderView(headers),
-        cookies=cookies,
-        destination=destination,
-    )
+    return routing_view(request.method, request.host, request.target, headers, destination)
 
 
 def try_fast(client: ClientSide, data: bytes) -> bool:
