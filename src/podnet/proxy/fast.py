@@ -179,16 +179,10 @@ def _parse_request_fields(data: bytes, limits: Limits) -> SimpleRequest | None:
     method, target, minor = match.groups()
     if minor != b"1" or target[0] != 47 or method in _NOT_SIMPLE_METHODS:
         return None
-    start, end = line_end + 2, body_start - 2
-    pairs: list[Pair] = _FIELD_LINE_RE.findall(data, start, end)
-    if len(pairs) != data.count(b"\n", start, end) or len(pairs) > limits.max_fields:
+    fields = _fields(data, line_end + 2, body_start - 2, limits, _REQUEST_SPECIAL)
+    if fields is None:
         return None
-    names = [name.lower() for name, _ in pairs]
-    if not _REQUEST_SPECIAL.isdisjoint(names):
-        kept = _without_keep_alive(pairs, names, _REQUEST_SPECIAL)
-        if kept is None:
-            return None
-        pairs, names = kept
+    pairs, names = fields
     if names.count(b"host") != 1:
         return None
     host = pairs[names.index(b"host")][1]
@@ -265,6 +259,21 @@ def parse_simple_response(buf: bytes, limits: Limits) -> SimpleResponse | int | 
     return SimpleResponse(status, head, body_start, size)
 
 
+def _fields(
+    buf: bytes, start: int, end: int, limits: Limits, special: frozenset[bytes]
+) -> tuple[list[Pair], list[bytes]] | None:
+    """The field lines in ``buf[start:end]`` and their lower-case names; None
+    when any line is not a plain field (the general path then decides) or a
+    ``special`` field other than ``Connection: keep-alive`` is present."""
+    pairs: list[Pair] = _FIELD_LINE_RE.findall(buf, start, end)
+    if len(pairs) != buf.count(b"\n", start, end) or len(pairs) > limits.max_fields:
+        return None
+    names = [name.lower() for name, _ in pairs]
+    if special.isdisjoint(names):
+        return pairs, names
+    return _without_keep_alive(pairs, names, special)
+
+
 def _without_keep_alive(
     pairs: list[Pair], names: list[bytes], special: frozenset[bytes]
 ) -> tuple[list[Pair], list[bytes]] | None:
@@ -306,16 +315,10 @@ def _parse_response_fields(buf: bytes, limits: Limits) -> SimpleResponse | int |
     status = int(status_text)
     if minor != b"1" or not 200 <= status < 500 or status in _NO_BODY_STATUSES:
         return None
-    start, end = line_end + 2, head_end + 2
-    pairs: list[Pair] = _FIELD_LINE_RE.findall(buf, start, end)
-    if len(pairs) != buf.count(b"\n", start, end) or len(pairs) > limits.max_fields:
+    fields = _fields(buf, line_end + 2, head_end + 2, limits, _RESPONSE_SPECIAL)
+    if fields is None:
         return None
-    names = [name.lower() for name, _ in pairs]
-    if not _RESPONSE_SPECIAL.isdisjoint(names):
-        kept = _without_keep_alive(pairs, names, _RESPONSE_SPECIAL)
-        if kept is None:
-            return None
-        pairs, names = kept
+    pairs, names = fields
     if names.count(b"content-length") != 1:
         return None
     length = _length(pairs[names.index(b"content-length")][1])
