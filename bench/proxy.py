@@ -635,16 +635,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="whoami",
         help="whoami: podnet whoami processes (default); static: one nginx answering 'ok'",
     )
-    parser.add_argument("--no-pin", action="store_true", help="do not pin CPUs")
-    parser.add_argument(
-        "--nice", type=int, default=0, help="niceness of the processes started (e.g. -10)"
-    )
-    parser.add_argument(
-        "--proxies",
-        type=proxy_list,
-        default=PROXIES,
-        help="comma-separated, from " + ",".join(PROXIES) + " (default: all)",
-    )
+    add_common_options(parser)
     parser.add_argument(
         "--float-backends", action="store_true", help="do not pin the backends (with wrk)"
     )
@@ -655,6 +646,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not 1 <= args.threads <= 4:
         parser.error("--threads 1-4")
     return args
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """The options both proxy benches take: CPU pinning, niceness, which proxies."""
+    parser.add_argument("--no-pin", action="store_true", help="do not pin CPUs")
+    parser.add_argument(
+        "--nice", type=int, default=0, help="niceness of the processes started (e.g. -10)"
+    )
+    parser.add_argument(
+        "--proxies",
+        type=proxy_list,
+        default=PROXIES,
+        help="comma-separated, from " + ",".join(PROXIES) + " (default: all)",
+    )
 
 
 def preflight(script: str) -> None:

@@ -61,15 +61,14 @@ from typing import Any
 from proxy import (
     PATH,
     PORTS,
-    PROXIES,
     Placement,
     Procs,
+    add_common_options,
     haproxy_stats,
     log,
     nginx_upstream_errors,
     pinned,
     podnet_metrics,
-    proxy_list,
     run_in_lab,
     start_backends,
     start_proxy,
@@ -374,16 +373,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=20, help="seconds of load (20)")
     parser.add_argument("--kill-at", type=float, default=5, help="kill after seconds (5)")
     parser.add_argument("--connections", type=int, default=64, help="client connections (64)")
-    parser.add_argument("--no-pin", action="store_true", help="do not pin CPUs")
-    parser.add_argument(
-        "--nice", type=int, default=0, help="niceness of the processes started (e.g. -10)"
-    )
-    parser.add_argument(
-        "--proxies",
-        type=proxy_list,
-        default=PROXIES,
-        help="comma-separated, from " + ",".join(PROXIES) + " (default: all)",
-    )
+    add_common_options(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     if not 1 <= args.rounds <= 10 or not 2 <= args.duration <= 120:
