@@ -90,8 +90,6 @@ def test_budget_never_exceeds_the_bound(
 def test_policy_updates_keep_the_history() -> None:
     clock = Clock()
     budget = RetryBudget(RetryPolicy(budget_min_per_second=0, budget_percent=100), clock)
-    budget.request_finished()
-    budget.retry_finished()
     assert not budget.try_start_retry()
     budget.request_started()
     assert budget.try_start_retry()

@@ -236,17 +236,16 @@ class Exchange:
 
     # -- tries -----------------------------------------------------------------
 
-    async def forward(self, route: RouteRuntime, info: RequestInfo) -> bool:  # noqa: PLR0915
-        # (one loop read top to bottom: the tries, their failures, the budget, the backoff)
+    async def forward(self, route: RouteRuntime, info: RequestInfo) -> bool:
         policy = route.spec.retries
         deadline = self.started + route.spec.timeouts.request
         outgoing = forward_request(self.request, client=self.client.ip)
         if outgoing.target[:1] != b"/" and b"://" in outgoing.target:
             outgoing.target = _origin_form(outgoing.target)  # origin servers expect a path
         budget, loop = route.budget, self.client.loop
-        budget.request_started()
+        if self.handover is None:  # the fast lane counted the requests it hands over
+            budget.request_started()
         tried: set[str] = set()
-        retrying = False
         try:
             for attempt in range(1, policy.attempts + 1):
                 handover, self.handover = self.handover, None
@@ -277,9 +276,6 @@ class Exchange:
                     status, condition, retry_status = head.status, None, head.status
                     detail = f"status {head.status}"
                 self.error = f"try {attempt} to {pick.endpoint.id}: {detail}"
-                if retrying:
-                    budget.retry_finished()
-                    retrying = False
                 last = attempt == policy.attempts or loop.time() >= deadline
                 if last or not self.may_retry(policy, info.method, condition, retry_status):
                     return self.local(status, b"upstream failed\n")
@@ -288,7 +284,6 @@ class Exchange:
                 free = condition == "connect-failure"
                 if not free and not budget.try_start_retry():
                     return self.local(status, b"upstream failed (retry budget exhausted)\n")
-                retrying = not free
                 self.engine.metrics.retry(route=self.route, backend=self.backend)
                 delay = backoff(policy, attempt, self.engine.rng)
                 if loop.time() + delay >= deadline:
@@ -296,9 +291,6 @@ class Exchange:
                 await asyncio.sleep(delay)
             return self.local(502, b"upstream failed\n")  # not reached: the last try returns
         finally:
-            if retrying:
-                budget.retry_finished()
-            budget.request_finished()
             self.stop_pump()
 
     def drop_answer(self, pick: Pick, upstream: Upstream, started: float) -> None:

@@ -239,7 +239,6 @@ class FastExchange:
         client.write(response.client_bytes(buf, draining))
         self.status = response.status
         self.bytes_out = response.size - response.body_start
-        self.runtime.budget.request_finished()
         engine.in_flight -= 1
         engine.fast_lane += 1
         client.busy = False
@@ -258,7 +257,6 @@ class FastExchange:
         if upstream is not None:
             upstream.fast = None
             upstream.hold(self.buf)
-        self.runtime.budget.request_finished()  # the Exchange counts it again
         engine.in_flight -= 1
         task = client.task
         if task is None or task.done():  # nobody left to take it: cannot happen, but be safe

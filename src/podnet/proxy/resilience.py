@@ -98,9 +98,6 @@ class RetryBudget:
             self._advance()
         self._requests[now % BUDGET_WINDOW] += 1
 
-    def request_finished(self) -> None:
-        """Nothing to do: the window forgets requests by itself (kept for symmetry)."""
-
     def allowed(self) -> float:
         """How many retries the window allows in all (used and left)."""
         self._advance()
@@ -117,9 +114,6 @@ class RetryBudget:
             return False
         self._retries[self._advance()] += 1
         return True
-
-    def retry_finished(self) -> None:
-        """Nothing to do: a retry counts for the whole window (kept for symmetry)."""
 
 
 def backoff(policy: RetryPolicy, retry: int, rng: random.Random) -> float:
