@@ -111,12 +111,6 @@ class Reconciler:
                 pools.append(pool)
         return pools
 
-    def services_state(self) -> ServicesState:
-        """Every service with its ready endpoints, as the store says now."""
-        with self.lock:
-            self.index.refresh()
-            return self.index.state()
-
     def _services_script(self, new: ServicesState, changed: frozenset[str] | None = None) -> str:
         """Full sync when the kernel's service state is unknown, else the changes.
 
@@ -215,7 +209,7 @@ class Reconciler:
             steps = self.plan(networks, pods, scope)
             nft = steps[-1]
             assert isinstance(nft, ApplyNft)
-            if self._nothing_wanted(networks, pods):  # e.g. after `down --all`
+            if self._nothing_wanted(networks, bool(pods)):  # e.g. after `down --all`
                 with Netlink(None) as host:
                     Executor(host, self.repo, self.nft).run(steps[:-1])
                 self._drop_table()
@@ -270,10 +264,10 @@ class Reconciler:
             sync_resolv_confs(self.settings, {}, {})
             self._drop_table()
 
-    def _nothing_wanted(self, networks: Mapping[str, Network], pods: object) -> bool:
+    def _nothing_wanted(self, networks: Mapping[str, Network], has_pods: bool) -> bool:
         """No network, pod, attachment or service: podnet's table should not exist."""
         self.index.refresh()
-        return not (networks or pods or self.repo.attachments() or self.index.specs())
+        return not (networks or has_pods or self.repo.attachments() or self.index.specs())
 
     def _drop_table(self) -> None:
         """Delete podnet's own table (if present); the kernel's state is then known."""
